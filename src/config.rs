@@ -1,0 +1,109 @@
+//! Every setting, from command-line flags or the environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A database URL whose `Debug`/`Display` hide the password.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("****"));
+                write!(f, "{u}")
+            }
+            _ => f.write_str(&self.0),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.to_owned()))
+    }
+}
+
+/// Where the database is and how to reach it (shared by every subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct DbConfig {
+    /// `postgres://…` for PostgreSQL, `sqlite:FILE` for the embedded database.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:bizkit-mirror.db")]
+    pub database_url: DatabaseUrl,
+    /// Connections in the pool (SQLite uses at most 8: it has one writer anyway).
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+    /// Seconds to wait for a free connection before answering 503.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value_t = 5)]
+    pub database_acquire_timeout: u64,
+}
+
+impl DbConfig {
+    pub fn pool_settings(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings {
+            max_connections: self.database_max_connections.max(1),
+            acquire_timeout: Duration::from_secs(self.database_acquire_timeout.max(1)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// Address to listen on.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Seed the reference's public example data (keys, customers, session).
+    #[arg(long, env = "BIZKIT_DEMO", value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false, num_args = 0, default_missing_value = "1")]
+    pub demo: bool,
+    /// Seconds a key lookup is cached; revocations through this server evict at once.
+    #[arg(long, env = "KEY_CACHE_SECONDS", default_value_t = 5)]
+    pub key_cache_seconds: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogConfig {
+    /// `pretty` for people, `json` for log collectors. Filter with RUST_LOG.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_hides_password() {
+        let url = DatabaseUrl("postgres://bizkit:s3cret@db:5432/bizkit".into());
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert!(format!("{url}").contains("bizkit:****@db"));
+        assert_eq!(url.expose(), "postgres://bizkit:s3cret@db:5432/bizkit");
+    }
+}

@@ -1,0 +1,119 @@
+//! The HTTP surface: the route table, shared state and the middleware every request
+//! passes (request id, access log, panic guard, error envelopes for 404/405).
+
+pub mod customer;
+pub mod error;
+pub mod extract;
+pub mod ops;
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::auth::KeyRegistry;
+use crate::store::DynStore;
+use error::{ApiError, REQUEST_ID};
+
+/// Everything a handler may reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub keys: KeyRegistry,
+}
+
+/// The router and the list of (method, path) it serves, kept together so the OpenAPI
+/// document can be checked against what is really routed.
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn add(mut self, method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Self {
+        self.table.push((method, path));
+        self.router = self.router.route(path, handler);
+        self
+    }
+}
+
+fn routes() -> Routes {
+    use customer as c;
+    Routes { router: Router::new(), table: Vec::new() }
+        .add(Method::POST, "/api/v1/customer/create", post(c::create))
+        .add(Method::GET, "/api/v1/customer/detail", get(c::detail))
+        .add(Method::POST, "/api/v1/customer/customer-match-customer", post(c::match_customer))
+        .add(Method::GET, "/api/v1/customer/customer-match-list", get(c::match_list))
+        .add(Method::POST, "/api/v1/customer/customer-match-remove", post(c::match_remove))
+        .add(Method::GET, "/ping/v1", get(ops::ping))
+        .add(Method::GET, "/healthz", get(ops::healthz))
+        .add(Method::GET, "/readyz", get(ops::readyz))
+        .add(Method::GET, "/openapi.yaml", get(ops::openapi))
+}
+
+/// Every (method, path) the server routes.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().table
+}
+
+/// The whole application, with no side effects.
+pub fn app(state: AppState) -> Router {
+    routes()
+        .router
+        .fallback(not_found)
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_context))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::RouteNotFound(req.uri().path().to_owned())
+}
+
+/// A client's request id is echoed when it is short and plain; otherwise one is made.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+}
+
+/// Gives each request its id, logs it without its query string (which may hold keys and
+/// identityIds), and turns the router's bare 405 into the error envelope.
+async fn request_context(State(_): State<AppState>, req: Request, next: Next) -> Response {
+    let id = request_id(&req);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED && !response.headers().contains_key("content-type") {
+        let allow = response.headers().get("allow").cloned();
+        response = ApiError::MethodNotAllowed(method.to_string()).into_response_with_id(&id);
+        if let Some(allow) = allow {
+            response.headers_mut().insert("allow", allow);
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,40 @@
+//! Operational endpoints: ping (keyed), liveness, readiness and the OpenAPI document.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{Endpoint, KeyedQuery};
+use super::AppState;
+use crate::auth::Scope;
+
+/// The OpenAPI document, embedded at build time so the binary serves what it was built with.
+pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
+
+#[derive(Deserialize)]
+pub struct PingQuery {}
+
+impl Endpoint for PingQuery {
+    const SCOPE: Scope = Scope::CustomerRead;
+}
+
+pub async fn ping(KeyedQuery { caller, .. }: KeyedQuery<PingQuery>) -> Json<Value> {
+    Json(json!({ "success": true, "organisation": caller.organisation, "mode": caller.mode.as_str() }))
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state.store.ping().await.map_err(|_| ApiError::Unavailable)?;
+    Ok(Json(json!({ "status": "ready" })))
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
+}

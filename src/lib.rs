@@ -1,0 +1,18 @@
+//! bizkit-mirror: BizKitHub's customer API, served from SQLite or PostgreSQL.
+
+/// The key pipeline: precedence, format, registry (cached), expiry, revocation, scope.
+pub mod auth;
+/// Every setting, from flags and environment.
+pub mod config;
+/// Routes, handlers, extractors, the error envelope and middleware.
+pub mod http;
+/// Pure normalisation of every input (e-mail, IP, text, tokens).
+pub mod normalize;
+/// The demo data set used by `--demo`.
+pub mod seed;
+/// Start-up: logging, migrations, first-run keys, demo seed, serving with graceful shutdown.
+pub mod server;
+/// The `Store` trait and its PostgreSQL and SQLite implementations.
+pub mod store;
+
+pub use http::{app, AppState};

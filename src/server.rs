@@ -1,0 +1,121 @@
+//! Start-up and shutdown: logging, opening the store, the first-run organisation and
+//! keys, the demo seed, and serving until SIGTERM or Ctrl-C with a drain period.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::auth::{KeyRegistry, Scope};
+use crate::config::{LogFormat, ServeConfig};
+use crate::normalize::{ApiKey, ApiKeyKind};
+use crate::store::{DynStore, NewKey};
+use crate::AppState;
+
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// On an empty database: creates organisation `default` and returns one new key of each
+/// kind, to be shown once. Returns nothing when any organisation already exists.
+pub async fn bootstrap(store: &DynStore) -> anyhow::Result<Vec<ApiKey>> {
+    if store.organisation_count().await? > 0 || !store.ensure_organisation("default", "Default organisation").await? {
+        return Ok(Vec::new());
+    }
+    let mut keys = Vec::new();
+    for kind in [ApiKeyKind::Prod, ApiKeyKind::Dev, ApiKeyKind::Root] {
+        let key = ApiKey::generate(kind);
+        store.insert_key("default", &new_key(&key, "created at first start", Scope::defaults_for(kind))).await?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+pub fn new_key(key: &ApiKey, label: &str, scopes: Vec<String>) -> NewKey {
+    NewKey {
+        kind: key.kind(),
+        digest: key.digest(),
+        prefix: key.prefix8().to_owned(),
+        label: label.to_owned(),
+        scopes,
+        expires_at: None,
+    }
+}
+
+/// Opens the store, prepares its data, and serves until `shutdown` resolves.
+pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    tracing::info!(database = %config.db.database_url, bind = %config.bind, "starting");
+    let store = crate::store::connect(config.db.database_url.expose(), &config.db.pool_settings()).await?;
+    let keys = bootstrap(&store).await?;
+    if !keys.is_empty() {
+        // Printed once to standard output, never logged: they are not stored anywhere else.
+        println!("First start: created organisation `default` with these API keys (shown only now):");
+        for key in &keys {
+            println!("  {:<4}  {}", key.kind().as_str(), key.expose());
+        }
+    }
+    if config.demo {
+        store.apply_seed(&crate::seed::DEMO).await?;
+        tracing::warn!(
+            "DEMO MODE: seeded the public example keys PRODPGrF…, DEV_PGrF… and ROOTPGrF…; anyone who has read \
+             BizKitHub's documentation can use them. Never run --demo on data you care about."
+        );
+    }
+    let listener = TcpListener::bind(config.bind).await?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let keys = KeyRegistry::new(store.clone(), Duration::from_secs(config.key_cache_seconds));
+    let state = AppState { store, keys };
+    serve(listener, state, shutdown, Duration::from_secs(config.shutdown_grace_seconds)).await
+}
+
+/// Serves `state` on `listener` until `shutdown`, then lets in-flight requests finish for
+/// at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, crate::app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stop_rx2 = stop_rx.clone();
+    tokio::select! {
+        result = server => result?,
+        _ = async move {
+            let _ = stop_rx2.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    drop(stop_rx);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested; draining in-flight requests");
+}

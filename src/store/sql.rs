@@ -1,0 +1,719 @@
+//! The SQL both backends share, and the `Store` implementation written once for both
+//! pools. Statements differ only where the dialects do (JSON aggregation, and PostgreSQL
+//! folding create + profile into one statement with a data-modifying CTE).
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use super::{Group, MatchItem, Profile, Referral, RunningSubscription};
+
+/// Sessions slide: each refreshed use extends them by this much.
+pub const SESSION_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(91);
+/// Last-seen writes for one session happen at most this often.
+pub const SESSION_TOUCH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// A new cuRefNo colliding with an existing one is retried this many times.
+pub const CU_REF_NO_ATTEMPTS: usize = 5;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// Every statement, built once per store.
+pub struct Queries {
+    /// PostgreSQL only: upsert and profile in one statement.
+    pub create_with_profile: Option<String>,
+    pub create: String,
+    pub profile_by_id: String,
+    pub detail: String,
+    pub touch_session: String,
+    pub customer_id: String,
+    pub upsert_match: String,
+    pub existing_cu_ref_nos: String,
+    pub list_customers: String,
+    pub list_managers: String,
+    pub remove_match: String,
+}
+
+/// The profile's columns, computed from the customer row aliased `c`; `{now}` is the
+/// placeholder of the current time (subscriptions past `valid_until` are not running).
+fn profile_columns(dialect: Dialect, now: &str) -> String {
+    let (groups, referral, subs) = match dialect {
+        Dialect::Postgres => (
+            "(select coalesce(jsonb_agg(jsonb_build_object('name', g.name, 'slug', g.slug) order by g.name), '[]'::jsonb) \
+             from customer_group_members gm join customer_groups g on g.id = gm.group_id \
+             where gm.space_id = c.space_id and gm.customer_id = c.id)",
+            "(select jsonb_build_object('code', r.cu_ref_no, 'email', r.email, 'firstName', r.first_name, 'lastName', r.last_name) \
+             from customers r where r.id = c.referrer_id and r.erased_at is null)",
+            format!(
+                "(select coalesce(jsonb_agg(jsonb_build_object('externalId', s.external_id, 'productSlug', s.product_slug, \
+                 'productCode', s.product_code, 'orderNumber', s.order_number, 'orderHash', s.order_hash, \
+                 'autoRenew', s.auto_renew) order by s.id), '[]'::jsonb) \
+                 from subscriptions s where s.space_id = c.space_id and s.customer_id = c.id \
+                 and s.status = 'active' and (s.valid_until is null or s.valid_until > {now}))"
+            ),
+        ),
+        Dialect::Sqlite => (
+            "(select json_group_array(json_object('name', g.name, 'slug', g.slug)) from \
+             (select g.name, g.slug from customer_group_members gm join customer_groups g on g.id = gm.group_id \
+             where gm.space_id = c.space_id and gm.customer_id = c.id order by g.name) g)",
+            "(select json_object('code', r.cu_ref_no, 'email', r.email, 'firstName', r.first_name, 'lastName', r.last_name) \
+             from customers r where r.id = c.referrer_id and r.erased_at is null)",
+            format!(
+                "(select json_group_array(json_object('externalId', s.external_id, 'productSlug', s.product_slug, \
+                 'productCode', s.product_code, 'orderNumber', s.order_number, 'orderHash', s.order_hash, \
+                 'autoRenew', json(case when s.auto_renew then 'true' else 'false' end))) from \
+                 (select * from subscriptions s where s.space_id = c.space_id and s.customer_id = c.id \
+                 and s.status = 'active' and (s.valid_until is null or s.valid_until > {now}) order by s.id) s)"
+            ),
+        ),
+    };
+    let credit = match dialect {
+        Dialect::Postgres => "(select coalesce(sum(l.amount), 0)::bigint from credit_ledger l where l.space_id = c.space_id and l.customer_id = c.id)",
+        Dialect::Sqlite => "(select coalesce(sum(l.amount), 0) from credit_ledger l where l.space_id = c.space_id and l.customer_id = c.id)",
+    };
+    format!(
+        "c.cu_ref_no, c.email, c.phone, c.first_name, c.last_name, c.company_name, c.premium, c.ban, c.meta, \
+         {credit} as credit_balance, {groups} as groups, {referral} as referral, {subs} as subscriptions"
+    )
+}
+
+const CREATE_UPSERT: &str = "insert into customers (space_id, cu_ref_no, email, email_canonical, email_rules_version, \
+     company_name, company_registration_number, tax_identification_number, registration_ip, last_ip, \
+     last_seen_at, created_at, updated_at) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $10, $10) \
+     on conflict (space_id, email_canonical) do update set \
+     company_name = coalesce(customers.company_name, excluded.company_name), \
+     company_registration_number = coalesce(customers.company_registration_number, excluded.company_registration_number), \
+     tax_identification_number = coalesce(customers.tax_identification_number, excluded.tax_identification_number), \
+     last_ip = excluded.last_ip, last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at";
+
+fn list_sql(me_column: &str, other_column: &str) -> String {
+    format!(
+        "select o.cu_ref_no, o.email, o.first_name, o.last_name, o.company_name, m.notice, m.contact_email, \
+         m.created_at, m.updated_at, o.id as other_id \
+         from customers me join customer_matches m on m.space_id = me.space_id and m.{me_column} = me.id \
+         join customers o on o.id = m.{other_column} \
+         where me.space_id = $1 and me.cu_ref_no = $2 and me.erased_at is null \
+         and (m.created_at < $3 or (m.created_at = $3 and o.id < $4)) \
+         order by m.created_at desc, o.id desc limit $5"
+    )
+}
+
+impl Queries {
+    pub fn new(dialect: Dialect) -> Self {
+        let profile = |now: &str| profile_columns(dialect, now);
+        Queries {
+            create_with_profile: (dialect == Dialect::Postgres).then(|| {
+                format!(
+                    "with c as ({CREATE_UPSERT} returning *) select {}, c.cu_ref_no = $2 as new_account from c",
+                    profile("$10")
+                )
+            }),
+            create: format!("{CREATE_UPSERT} returning id, cu_ref_no"),
+            profile_by_id: format!("select {} from customers c where c.id = $1", profile("$2")),
+            detail: format!(
+                "select {}, s.id as session_id, s.last_seen_at as session_seen_at, s.last_ip as session_ip \
+                 from customers c left join sessions s on s.space_id = c.space_id and s.customer_id = c.id \
+                 and s.identity_digest = $3 and s.revoked_at is null and s.expires_at > $4 \
+                 where c.space_id = $1 and c.cu_ref_no = $2 and c.erased_at is null",
+                profile("$4")
+            ),
+            touch_session: "update sessions set last_seen_at = $2, last_ip = $3, expires_at = $4 where id = $1".into(),
+            customer_id: "select id from customers where space_id = $1 and cu_ref_no = $2 and erased_at is null".into(),
+            upsert_match: "insert into customer_matches (space_id, manager_id, customer_id, notice, contact_email, created_at, updated_at) \
+                 select $1, m.id, t.id, $4, $5, $6, $6 from customers m join customers t on t.space_id = m.space_id \
+                 where m.space_id = $1 and m.cu_ref_no = $2 and t.cu_ref_no = $3 and m.id <> t.id \
+                 and m.erased_at is null and t.erased_at is null \
+                 on conflict (space_id, manager_id, customer_id) do update set \
+                 notice = coalesce(excluded.notice, customer_matches.notice), \
+                 contact_email = coalesce(excluded.contact_email, customer_matches.contact_email), \
+                 updated_at = excluded.updated_at"
+                .into(),
+            existing_cu_ref_nos: "select cu_ref_no from customers where space_id = $1 and cu_ref_no in ($2, $3) and erased_at is null".into(),
+            list_customers: list_sql("manager_id", "customer_id"),
+            list_managers: list_sql("customer_id", "manager_id"),
+            remove_match: "delete from customer_matches where space_id = $1 \
+                 and manager_id = (select id from customers where space_id = $1 and cu_ref_no = $2) \
+                 and customer_id = (select id from customers where space_id = $1 and cu_ref_no = $3)"
+                .into(),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ProfileRow {
+    pub cu_ref_no: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company_name: Option<String>,
+    pub premium: bool,
+    pub ban: bool,
+    pub meta: Json<serde_json::Map<String, serde_json::Value>>,
+    pub credit_balance: i64,
+    pub groups: Json<Vec<Group>>,
+    pub referral: Option<Json<Referral>>,
+    pub subscriptions: Json<Vec<RunningSubscription>>,
+}
+
+impl From<ProfileRow> for Profile {
+    fn from(r: ProfileRow) -> Self {
+        Profile {
+            cu_ref_no: r.cu_ref_no,
+            credit_balance: r.credit_balance,
+            email: r.email,
+            phone: r.phone,
+            first_name: r.first_name,
+            last_name: r.last_name,
+            company_name: r.company_name,
+            premium: r.premium,
+            ban: r.ban,
+            groups: r.groups.0,
+            meta: r.meta.0,
+            referral: r.referral.map(|j| j.0),
+            running_subscription_list: r.subscriptions.0,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct CreatedRow {
+    #[sqlx(flatten)]
+    pub profile: ProfileRow,
+    pub new_account: bool,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct DetailRow {
+    #[sqlx(flatten)]
+    pub profile: ProfileRow,
+    pub session_id: Option<i64>,
+    pub session_seen_at: Option<DateTime<Utc>>,
+    pub session_ip: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct MatchRow {
+    pub cu_ref_no: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company_name: Option<String>,
+    pub notice: Option<String>,
+    pub contact_email: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub other_id: i64,
+}
+
+impl From<MatchRow> for MatchItem {
+    fn from(r: MatchRow) -> Self {
+        MatchItem {
+            cu_ref_no: r.cu_ref_no,
+            email: r.email,
+            first_name: r.first_name,
+            last_name: r.last_name,
+            company_name: r.company_name,
+            notice: r.notice,
+            contact_email: r.contact_email,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            other_id: r.other_id,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct KeyRow {
+    pub id: i64,
+    pub kind: String,
+    pub scopes: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub organisation: String,
+    pub space_id: i64,
+}
+
+pub const RESOLVE_KEY: &str = "select k.id, k.kind, k.scopes, k.expires_at, k.revoked_at, o.slug as organisation, s.id as space_id \
+     from api_keys k join organisations o on o.id = k.organisation_id \
+     join spaces s on s.organisation_id = o.id and s.mode = (case when k.kind = 'DEV' then 'sandbox' else 'live' end) \
+     where k.digest = $1";
+
+/// Implements `Store` for a concrete sqlx pool type. The body is written once; `$db` is
+/// the sqlx database, and the per-backend differences live in `Queries`.
+macro_rules! impl_store {
+    ($store:ident, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("select 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ensure_organisation(&self, slug: &str, name: &str) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let created = sqlx::query_scalar::<_, i64>(
+                    "insert into organisations (slug, name, created_at) values ($1, $2, $3) on conflict (slug) do nothing returning id",
+                )
+                .bind(slug)
+                .bind(name)
+                .bind($crate::store::now())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(id) = created {
+                    for mode in ["live", "sandbox"] {
+                        sqlx::query("insert into spaces (organisation_id, mode) values ($1, $2)")
+                            .bind(id)
+                            .bind(mode)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(created.is_some())
+            }
+
+            async fn organisation_count(&self) -> $crate::store::StoreResult<i64> {
+                Ok(sqlx::query_scalar::<_, i64>("select count(*) from organisations").fetch_one(&self.pool).await?)
+            }
+
+            async fn insert_key(&self, organisation: &str, key: &$crate::store::NewKey) -> $crate::store::StoreResult<()> {
+                let done = sqlx::query(
+                    "insert into api_keys (organisation_id, kind, digest, prefix, label, scopes, created_at, expires_at) \
+                     select id, $2, $3, $4, $5, $6, $7, $8 from organisations where slug = $1 \
+                     on conflict (digest) do nothing",
+                )
+                .bind(organisation)
+                .bind(key.kind.as_str())
+                .bind(&key.digest)
+                .bind(&key.prefix)
+                .bind(&key.label)
+                .bind(key.scopes.join(" "))
+                .bind($crate::store::now())
+                .bind(key.expires_at)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 && self.organisation_count_by_slug(organisation).await? == 0 {
+                    return Err($crate::store::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn resolve_key(&self, digest: &str) -> $crate::store::StoreResult<Option<$crate::store::KeyRecord>> {
+                let row = sqlx::query_as::<_, $crate::store::sql::KeyRow>($crate::store::sql::RESOLVE_KEY)
+                    .bind(digest)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| {
+                    let kind = $crate::normalize::ApiKeyKind::from_str_db(&r.kind)
+                        .ok_or_else(|| $crate::store::StoreError::Other(format!("unknown key kind {}", r.kind)))?;
+                    Ok($crate::store::KeyRecord {
+                        id: r.id,
+                        kind,
+                        scopes: r.scopes.split_whitespace().map(str::to_owned).collect(),
+                        expires_at: r.expires_at,
+                        revoked_at: r.revoked_at,
+                        organisation: r.organisation,
+                        space: $crate::store::SpaceId(r.space_id),
+                        mode: $crate::store::Mode::for_kind(kind),
+                    })
+                })
+                .transpose()
+            }
+
+            async fn revoke_key(&self, digest: &str) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query("update api_keys set revoked_at = $2 where digest = $1 and revoked_at is null")
+                    .bind(digest)
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn space_of(&self, organisation: &str, mode: $crate::store::Mode) -> $crate::store::StoreResult<$crate::store::SpaceId> {
+                let id = sqlx::query_scalar::<_, i64>(
+                    "select s.id from spaces s join organisations o on o.id = s.organisation_id where o.slug = $1 and s.mode = $2",
+                )
+                .bind(organisation)
+                .bind(mode.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok($crate::store::SpaceId(id))
+            }
+
+            async fn find_or_create_by_email(
+                &self,
+                space: $crate::store::SpaceId,
+                input: &$crate::store::CreateCustomer,
+            ) -> $crate::store::StoreResult<(bool, $crate::store::Profile)> {
+                let now = $crate::store::now();
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let cu = $crate::normalize::CuRefNo::generate();
+                    let result = self.create_once(space, input, &cu, now).await;
+                    match result {
+                        Err($crate::store::StoreError::Conflict(_)) if attempt < $crate::store::sql::CU_REF_NO_ATTEMPTS => continue,
+                        other => return other,
+                    }
+                }
+            }
+
+            async fn customer_detail(
+                &self,
+                space: $crate::store::SpaceId,
+                cu_ref_no: &$crate::normalize::CuRefNo,
+                identity_digest: &str,
+                ip: &$crate::normalize::ClientIp,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Detail>> {
+                let now = $crate::store::now();
+                let Some(row) = sqlx::query_as::<_, $crate::store::sql::DetailRow>(&self.q.detail)
+                    .bind(space.0)
+                    .bind(cu_ref_no.as_str())
+                    .bind(identity_digest)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                if let Some(session) = row.session_id {
+                    let stale = row.session_seen_at.is_none_or(|seen| now - seen >= $crate::store::sql::SESSION_TOUCH_INTERVAL);
+                    if stale || row.session_ip.as_deref() != Some(ip.as_str()) {
+                        sqlx::query(&self.q.touch_session)
+                            .bind(session)
+                            .bind(now)
+                            .bind(ip.as_str())
+                            .bind(now + $crate::store::sql::SESSION_LIFETIME)
+                            .execute(&self.pool)
+                            .await?;
+                    }
+                }
+                Ok(Some($crate::store::Detail { logged_in: row.session_id.is_some(), profile: row.profile.into() }))
+            }
+
+            async fn upsert_match(
+                &self,
+                space: $crate::store::SpaceId,
+                manager: &$crate::normalize::CuRefNo,
+                target: &$crate::store::MatchTarget,
+                notice: Option<&str>,
+            ) -> $crate::store::StoreResult<$crate::store::MatchOutcome> {
+                use $crate::store::{MatchOutcome, MatchTarget};
+                let (customer, contact_email) = match target {
+                    MatchTarget::CuRefNo(cu, email) => (cu.as_str().to_owned(), email.as_ref().map(|e| e.normalized().to_owned())),
+                    MatchTarget::Email(email) => {
+                        // The contact is created only once the manager is known to exist, so
+                        // a call that fails leaves nothing behind.
+                        if self.customer_id(space, manager.as_str()).await?.is_none() {
+                            return Ok(MatchOutcome::ManagerNotFound);
+                        }
+                        let input = $crate::store::CreateCustomer {
+                            email: email.clone(),
+                            company_name: None,
+                            company_registration_number: None,
+                            tax_identification_number: None,
+                            ip: $crate::normalize::ClientIp::parse(None).expect("the default address is valid"),
+                        };
+                        let (_, profile) = self.find_or_create_by_email(space, &input).await?;
+                        (profile.cu_ref_no, None)
+                    }
+                };
+                let now = $crate::store::now();
+                let done = sqlx::query(&self.q.upsert_match)
+                    .bind(space.0)
+                    .bind(manager.as_str())
+                    .bind(&customer)
+                    .bind(notice)
+                    .bind(contact_email)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() > 0 {
+                    return Ok(MatchOutcome::Matched);
+                }
+                let (has_manager, has_customer) = self.which_exist(space, manager.as_str(), &customer).await?;
+                Ok(if !has_manager {
+                    MatchOutcome::ManagerNotFound
+                } else if !has_customer {
+                    MatchOutcome::CustomerNotFound
+                } else {
+                    MatchOutcome::SelfMatch
+                })
+            }
+
+            async fn customer_exists(&self, space: $crate::store::SpaceId, cu_ref_no: &$crate::normalize::CuRefNo) -> $crate::store::StoreResult<bool> {
+                Ok(self.customer_id(space, cu_ref_no.as_str()).await?.is_some())
+            }
+
+            async fn list_matches(
+                &self,
+                space: $crate::store::SpaceId,
+                cu_ref_no: &$crate::normalize::CuRefNo,
+                side: $crate::store::Side,
+                after: Option<$crate::store::PagePos>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::MatchItem>> {
+                let sql = match side {
+                    $crate::store::Side::Customers => &self.q.list_customers,
+                    $crate::store::Side::Managers => &self.q.list_managers,
+                };
+                let after = after.unwrap_or($crate::store::PagePos {
+                    created_at: $crate::store::END_OF_TIME,
+                    other_id: i64::MAX,
+                });
+                let rows = sqlx::query_as::<_, $crate::store::sql::MatchRow>(sql)
+                    .bind(space.0)
+                    .bind(cu_ref_no.as_str())
+                    .bind(after.created_at)
+                    .bind(after.other_id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn remove_match(
+                &self,
+                space: $crate::store::SpaceId,
+                manager: &$crate::normalize::CuRefNo,
+                customer: &$crate::normalize::CuRefNo,
+            ) -> $crate::store::StoreResult<$crate::store::RemoveOutcome> {
+                use $crate::store::RemoveOutcome;
+                let done = sqlx::query(&self.q.remove_match)
+                    .bind(space.0)
+                    .bind(manager.as_str())
+                    .bind(customer.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() > 0 {
+                    return Ok(RemoveOutcome::Removed(true));
+                }
+                Ok(match self.which_exist(space, manager.as_str(), customer.as_str()).await? {
+                    (false, _) => RemoveOutcome::ManagerNotFound,
+                    (true, false) => RemoveOutcome::CustomerNotFound,
+                    (true, true) => RemoveOutcome::Removed(false),
+                })
+            }
+
+            async fn insert_session(&self, space: $crate::store::SpaceId, session: &$crate::store::NewSession) -> $crate::store::StoreResult<bool> {
+                let now = $crate::store::now();
+                let done = sqlx::query(
+                    "insert into sessions (space_id, customer_id, identity_digest, created_at, expires_at, last_seen_at) \
+                     select space_id, id, $3, $4, $5, $4 from customers where space_id = $1 and cu_ref_no = $2 and erased_at is null",
+                )
+                .bind(space.0)
+                .bind(session.cu_ref_no.as_str())
+                .bind(&session.identity_digest)
+                .bind(now)
+                .bind(session.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn apply_seed(&self, seed: &$crate::seed::Seed) -> $crate::store::StoreResult<()> {
+                $crate::store::sql::apply_seed!(self, seed)
+            }
+        }
+
+        impl $store {
+            async fn organisation_count_by_slug(&self, slug: &str) -> $crate::store::StoreResult<i64> {
+                Ok(sqlx::query_scalar::<_, i64>("select count(*) from organisations where slug = $1")
+                    .bind(slug)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn customer_id(&self, space: $crate::store::SpaceId, cu_ref_no: &str) -> $crate::store::StoreResult<Option<i64>> {
+                Ok(sqlx::query_scalar::<_, i64>(&self.q.customer_id)
+                    .bind(space.0)
+                    .bind(cu_ref_no)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            /// Which of two cuRefNos exist (live, not erased) in the space.
+            async fn which_exist(&self, space: $crate::store::SpaceId, a: &str, b: &str) -> $crate::store::StoreResult<(bool, bool)> {
+                let found: Vec<String> = sqlx::query_scalar(&self.q.existing_cu_ref_nos)
+                    .bind(space.0)
+                    .bind(a)
+                    .bind(b)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok((found.iter().any(|c| c == a), found.iter().any(|c| c == b)))
+            }
+
+            async fn create_once(
+                &self,
+                space: $crate::store::SpaceId,
+                input: &$crate::store::CreateCustomer,
+                cu: &$crate::normalize::CuRefNo,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<(bool, $crate::store::Profile)> {
+                macro_rules! bind_create {
+                    ($q:expr) => {
+                        $q.bind(space.0)
+                            .bind(cu.as_str())
+                            .bind(input.email.normalized())
+                            .bind(input.email.canonical())
+                            .bind($crate::normalize::EMAIL_RULES_VERSION as i64)
+                            .bind(input.company_name.as_deref())
+                            .bind(input.company_registration_number.as_deref())
+                            .bind(input.tax_identification_number.as_deref())
+                            .bind(input.ip.as_str())
+                            .bind(now)
+                    };
+                }
+                if let Some(sql) = &self.q.create_with_profile {
+                    let row = bind_create!(sqlx::query_as::<_, $crate::store::sql::CreatedRow>(sql))
+                        .fetch_one(&self.pool)
+                        .await?;
+                    return Ok((row.new_account, row.profile.into()));
+                }
+                let (id, stored_cu): (i64, String) = bind_create!(sqlx::query_as(&self.q.create)).fetch_one(&self.pool).await?;
+                let profile = sqlx::query_as::<_, $crate::store::sql::ProfileRow>(&self.q.profile_by_id)
+                    .bind(id)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((stored_cu == cu.as_str(), profile.into()))
+            }
+        }
+    };
+}
+
+/// The demo seed, in one transaction; every insert tolerates an earlier run.
+macro_rules! apply_seed {
+    ($self:ident, $seed:ident) => {{
+        use $crate::normalize::{sha256_hex, ApiKey};
+        $self.ensure_organisation($seed.organisation, $seed.organisation_name).await?;
+        for k in $seed.keys {
+            let key = ApiKey::parse(k.key).map_err(|e| $crate::store::StoreError::Other(e.to_string()))?;
+            let new = $crate::store::NewKey {
+                kind: k.kind,
+                digest: key.digest(),
+                prefix: key.prefix8().to_owned(),
+                label: k.label.to_owned(),
+                scopes: $crate::auth::Scope::all_names(),
+                expires_at: None,
+            };
+            $self.insert_key($seed.organisation, &new).await?;
+        }
+        let now = $crate::store::now();
+        let mut tx = $self.pool.begin().await?;
+        for mode in [$crate::store::Mode::Live, $crate::store::Mode::Sandbox] {
+            let space: i64 = sqlx::query_scalar(
+                "select s.id from spaces s join organisations o on o.id = s.organisation_id where o.slug = $1 and s.mode = $2",
+            )
+            .bind($seed.organisation)
+            .bind(mode.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            for c in $seed.customers {
+                let email = $crate::normalize::Email::parse(c.email).map_err(|e| $crate::store::StoreError::Other(e.to_string()))?;
+                let inserted: Option<i64> = sqlx::query_scalar(
+                    "insert into customers (space_id, cu_ref_no, email, email_canonical, email_rules_version, phone, \
+                     first_name, last_name, company_name, premium, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) on conflict do nothing returning id",
+                )
+                .bind(space)
+                .bind(c.cu_ref_no)
+                .bind(email.normalized())
+                .bind(email.canonical())
+                .bind($crate::normalize::EMAIL_RULES_VERSION as i64)
+                .bind(c.phone)
+                .bind(c.first_name)
+                .bind(c.last_name)
+                .bind(c.company_name)
+                .bind(c.premium)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(id) = inserted else { continue };
+                for (name, slug) in c.groups {
+                    let group: i64 = sqlx::query_scalar(
+                        "insert into customer_groups (space_id, name, slug) values ($1, $2, $3) \
+                         on conflict (space_id, slug) do update set name = customer_groups.name returning id",
+                    )
+                    .bind(space)
+                    .bind(*name)
+                    .bind(*slug)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    sqlx::query("insert into customer_group_members (space_id, customer_id, group_id) values ($1, $2, $3)")
+                        .bind(space)
+                        .bind(id)
+                        .bind(group)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some((amount, reason)) = c.credit {
+                    sqlx::query("insert into credit_ledger (space_id, customer_id, amount, reason, created_at) values ($1, $2, $3, $4, $5)")
+                        .bind(space)
+                        .bind(id)
+                        .bind(amount)
+                        .bind(reason)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for s in c.subscriptions {
+                    sqlx::query(
+                        "insert into subscriptions (space_id, customer_id, external_id, product_slug, product_code, \
+                         order_number, order_hash, auto_renew, status, created_at, updated_at) \
+                         values ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9) on conflict do nothing",
+                    )
+                    .bind(space)
+                    .bind(id)
+                    .bind(s.external_id)
+                    .bind(s.product_slug)
+                    .bind(s.product_code)
+                    .bind(s.order_number)
+                    .bind(s.order_hash)
+                    .bind(s.auto_renew)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            for c in $seed.customers {
+                if let Some(referrer) = c.referrer {
+                    sqlx::query(
+                        "update customers set referrer_id = (select id from customers where space_id = $1 and cu_ref_no = $3) \
+                         where space_id = $1 and cu_ref_no = $2 and referrer_id is null",
+                    )
+                    .bind(space)
+                    .bind(c.cu_ref_no)
+                    .bind(referrer)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            // The demo session is renewed on every demo start, so the reference's example
+            // identityId keeps working however long the demo database lives.
+            for s in $seed.sessions {
+                sqlx::query(
+                    "insert into sessions (space_id, customer_id, identity_digest, created_at, expires_at, last_seen_at) \
+                     select space_id, id, $3, $4, $5, $4 from customers where space_id = $1 and cu_ref_no = $2 \
+                     on conflict (space_id, identity_digest) do update set expires_at = excluded.expires_at, revoked_at = null",
+                )
+                .bind(space)
+                .bind(s.cu_ref_no)
+                .bind(sha256_hex(s.identity_id))
+                .bind(now)
+                .bind(now + $crate::store::sql::SESSION_LIFETIME)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }};
+}
+
+pub(crate) use apply_seed;
+pub(crate) use impl_store;
