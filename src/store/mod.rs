@@ -47,11 +47,15 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// SQLite's "database is locked/busy" and PostgreSQL's connection and shutdown classes
-/// are transient: the server reports 503 and recovers by itself.
+/// Transient database states: the server answers 503 and recovers by itself once they
+/// pass. SQLite: busy (5), locked (6), busy-snapshot (517). PostgreSQL: connection
+/// exceptions (08), insufficient resources (53), operator intervention/shutdown (57P),
+/// a database not accepting connections (55000), missing (3D000) or refusing our
+/// credentials (28) — all seen when the server restarts, fails over or is reconfigured.
 fn is_busy(code: Option<&str>) -> bool {
-    matches!(code, Some("5" | "6" | "517" | "57P01" | "57P02" | "57P03"))
-        || code.is_some_and(|c| c.starts_with("08"))
+    let Some(code) = code else { return false };
+    matches!(code, "5" | "6" | "517" | "55000" | "3D000")
+        || ["08", "53", "57P", "28"].iter().any(|class| code.starts_with(class))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -102,7 +102,7 @@ pub struct TestApp {
 
 pub async fn make_keys(store: &DynStore, organisation: &str) -> Keys {
     store.ensure_organisation(organisation, organisation).await.expect("organisation");
-    let mut make = |kind| {
+    let make = |kind| {
         let key = ApiKey::generate(kind);
         let new = bizkit_mirror::server::new_key(&key, "test", Scope::all_names());
         (key, new)
@@ -122,7 +122,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 pub async fn spawn_on(db: TestDb) -> TestApp {
-    let settings = PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(10) };
+    let settings = PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(3) };
     let store = store::connect(&db.url, &settings).await.expect("connect store");
     let keys = make_keys(&store, "acme").await;
     let registry = KeyRegistry::new(store.clone(), Duration::from_secs(5));

@@ -1,0 +1,609 @@
+//! The real binary as a child process: first-start keys, the demo seed, restarts over the
+//! same database, what reaches the logs, SIGTERM draining, and a bad DATABASE_URL. These
+//! cover what the in-process harness cannot: main(), argument and environment parsing,
+//! stdout versus stderr, signals and exit codes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestDb};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
+const DEMO_PROD: &str = "PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE";
+const DEMO_DEV: &str = "DEV_PGrFxpGEtrOZfuWhnoJohUYBXuOE";
+const DEMO_ROOT: &str = "ROOTPGrFxpGEtrOZfuWhnoJohUYBXuOE";
+const DEMO_IDENTITY: &str = "Z9CPkS2o3UV163VQn5OUv0T8BQi8Fvdg";
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Settings the server reads from the environment; cleared so the developer's shell
+/// cannot change what a test exercises.
+const SERVER_ENV: &[&str] = &[
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_ACQUIRE_TIMEOUT",
+    "BIND",
+    "BIZKIT_DEMO",
+    "KEY_CACHE_SECONDS",
+    "SHUTDOWN_GRACE_SECONDS",
+    "LOG_FORMAT",
+    "RUST_LOG",
+];
+
+type Sink = Arc<Mutex<Vec<u8>>>;
+
+/// Drains a pipe on a thread of its own, so a chatty child never blocks on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static, sink: Sink) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+fn text(sink: &Sink) -> String {
+    String::from_utf8_lossy(&sink.lock().unwrap()).into_owned()
+}
+
+/// Everything a finished child left behind.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// A running server. Dropping it kills the process, so a failed assertion never leaves
+/// one behind.
+struct Server {
+    child: Child,
+    base: String,
+    addr: String,
+    stdout: Sink,
+    stderr: Sink,
+    readers: Vec<JoinHandle<()>>,
+    client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A port that was free a moment ago. The race with other processes is handled by
+/// `Server::start` retrying when the bind fails.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
+fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, Sink, Sink, Vec<JoinHandle<()>>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for name in SERVER_ENV {
+        cmd.env_remove(name);
+    }
+    cmd.envs(envs.iter().copied());
+    let mut child = cmd.spawn().expect("spawn bizkit-mirror");
+    let (out, err) = (Sink::default(), Sink::default());
+    let readers = vec![
+        drain(child.stdout.take().unwrap(), out.clone()),
+        drain(child.stderr.take().unwrap(), err.clone()),
+    ];
+    (child, out, err, readers)
+}
+
+impl Server {
+    /// Starts the binary with `args` and `envs` (plus DATABASE_URL, BIND and JSON trace
+    /// logging) and waits until /readyz answers 200.
+    async fn start(database_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        for attempt in 1..=3 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let mut all = vec![("DATABASE_URL", database_url), ("BIND", &addr), ("LOG_FORMAT", "json"), ("RUST_LOG", "trace")];
+            all.extend_from_slice(envs);
+            let (child, stdout, stderr, readers) = spawn(args, &all);
+            let mut server =
+                Server { child, base: format!("http://{addr}"), addr: addr.clone(), stdout, stderr, readers, client: client.clone() };
+            match server.wait_ready().await {
+                Ok(()) => return server,
+                Err(exited) => {
+                    let stderr = server.stderr();
+                    if exited && attempt < 3 && stderr.contains("in use") {
+                        continue; // someone took the port between our probe and the child's bind
+                    }
+                    panic!("server on {addr} not ready (exited: {exited}); stderr:\n{stderr}\nstdout:\n{}", server.stdout());
+                }
+            }
+        }
+        unreachable!()
+    }
+
+    /// Err(true) when the child exited, Err(false) on timeout.
+    async fn wait_ready(&mut self) -> Result<(), bool> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let url = self.url("/readyz");
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                self.join_readers();
+                return Err(true);
+            }
+            if let Ok(res) = self.client.get(&url).timeout(Duration::from_secs(1)).send().await {
+                if res.status() == 200 {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(false)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn stdout(&self) -> String {
+        text(&self.stdout)
+    }
+
+    fn stderr(&self) -> String {
+        text(&self.stderr)
+    }
+
+    fn join_readers(&mut self) {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.child.id());
+    }
+
+    /// Waits for the child to exit by itself, at most `limit`.
+    async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, a bounded wait, and everything the child printed.
+    async fn stop(mut self) -> Finished {
+        self.sigterm();
+        let status = self.wait_exit(STOP_TIMEOUT).await;
+        let Some(status) = status else {
+            panic!("no exit within {STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}", self.stderr());
+        };
+        self.join_readers();
+        Finished { status, stdout: self.stdout(), stderr: self.stderr() }
+    }
+
+    /// Stops and asserts a clean exit.
+    async fn stop_ok(self) -> Finished {
+        let finished = self.stop().await;
+        assert!(finished.status.success(), "exit status {:?} after SIGTERM; stderr:\n{}", finished.status, finished.stderr);
+        finished
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        common::split(req.send().await.expect("request")).await
+    }
+
+    async fn ping(&self, key: &str) -> (u16, Value) {
+        self.send(self.client.get(self.url("/ping/v1")).query(&[("apiKey", key)])).await
+    }
+
+    async fn create(&self, key: &str, email: &str) -> Value {
+        let (status, body) = self
+            .send(self.client.post(self.url("/api/v1/customer/create")).query(&[("apiKey", key)]).json(&json!({ "email": email })))
+            .await;
+        assert_eq!(status, 200, "create {email}: {body}");
+        body
+    }
+
+    /// Seed 000, verbatim: a real key in the query next to a placeholder Bearer token.
+    async fn seed_000(&self) -> (u16, Value) {
+        let body = r#"{
+"managerCuRefNo": "1cGIHvFoQDGLAbcA",
+"customerCuRefNo": "5CmsaVNgAQqRqoen",
+"customerEmail": "jan@barasek.com",
+"notice": "Customer prefers cardio training. Contact obtained via the website."
+}"#;
+        let req = self
+            .client
+            .post(self.url("/api/v1/customer/customer-match-customer?apiKey=PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE"))
+            .header("Content-Type", "application/json")
+            .header("Authorization", "Bearer YOUR_API_KEY")
+            .body(body);
+        self.send(req).await
+    }
+
+    /// Seed 001, verbatim.
+    async fn seed_001(&self) -> (u16, Value) {
+        let body = r#"{
+  "email": "jan@barasek.com",
+  "companyName": "BizKitHub",
+  "companyRegistrationNumber": "05103118",
+  "taxIdentificationNumber": "CZ9609040727",
+  "customerRealIp": "1.1.1.1"
+}"#;
+        let req = self
+            .client
+            .post(self.url("/api/v1/customer/create?apiKey=PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE"))
+            .header("Content-Type", "application/json")
+            .body(body);
+        self.send(req).await
+    }
+
+    /// Seed 002, verbatim.
+    async fn seed_002(&self) -> (u16, Value) {
+        let req = self
+            .client
+            .get(self.url(
+                "/api/v1/customer/detail?apiKey=PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE&identityId=Z9CPkS2o3UV163VQn5OUv0T8BQi8Fvdg&cuRefNo=1cGIHvFoQDGLAbcA&customerRealIp=1.1.1.1",
+            ))
+            .header("Content-Type", "application/json");
+        self.send(req).await
+    }
+}
+
+/// Seed 002's example response, as published.
+fn seed_002_response() -> Value {
+    json!({
+      "loggedIn": true,
+      "cuRefNo": "1cGIHvFoQDGLAbcA",
+      "creditBalance": 123,
+      "email": "jan@barasek.com",
+      "phone": "+420 777123456",
+      "firstName": "Jan",
+      "lastName": "Barášek",
+      "companyName": "BizKitHub",
+      "premium": true,
+      "ban": false,
+      "groups": [
+        {
+          "name": "Personal Trainer",
+          "slug": "trainer"
+        }
+      ],
+      "meta": {},
+      "referral": {
+        "code": "1cGIHvFoQDGLAbcA",
+        "email": "jan@barasek.com",
+        "firstName": "Jan",
+        "lastName": "Barášek"
+      },
+      "runningSubscriptionList": [
+        {
+          "externalId": "d9DfQL3ZF01t7Ykk",
+          "productSlug": "predplatne-rocni",
+          "productCode": "predplatne-rocni",
+          "orderNumber": "25000001",
+          "orderHash": "CuS08iXV3cOwweQsQB3TwYXtDr67K4kW",
+          "autoRenew": true
+        }
+      ]
+    })
+}
+
+/// `^(PROD|DEV_|ROOT)[A-Za-z0-9]{28}$`
+fn is_key(s: &str) -> bool {
+    s.len() == 32
+        && ["PROD", "DEV_", "ROOT"].iter().any(|p| s.starts_with(p))
+        && s[4..].bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Every key-shaped word on stdout.
+fn printed_keys(stdout: &str) -> Vec<String> {
+    stdout.lines().flat_map(str::split_whitespace).filter(|w| is_key(w)).map(str::to_owned).collect()
+}
+
+/// The one printed key with this prefix.
+fn one_key(keys: &[String], prefix: &str) -> String {
+    let found: Vec<_> = keys.iter().filter(|k| k.starts_with(prefix)).collect();
+    assert_eq!(found.len(), 1, "expected exactly one {prefix} key, got {found:?}");
+    found[0].clone()
+}
+
+/// Reads the first-start keys from stdout; they are printed before the server listens.
+fn first_start_keys(server: &Server) -> (String, String, String) {
+    let stdout = server.stdout();
+    let keys = printed_keys(&stdout);
+    assert_eq!(keys.len(), 3, "expected three keys on stdout:\n{stdout}");
+    (one_key(&keys, "PROD"), one_key(&keys, "DEV_"), one_key(&keys, "ROOT"))
+}
+
+/// Declares `name::sqlite` and `name::postgres` for a scenario `async fn(Backend)`; the
+/// PostgreSQL one returns early when TEST_DATABASE_URL is not set.
+macro_rules! per_backend {
+    ($name:ident, $scenario:path) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                $scenario(super::Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if super::common::postgres_admin_url().is_none() {
+                    eprintln!("skipped: TEST_DATABASE_URL is not set");
+                    return;
+                }
+                $scenario(super::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+/// A fresh database, or None (the PostgreSQL test then skips).
+async fn fresh_db(backend: Backend) -> Option<TestDb> {
+    let db = TestDb::new(backend).await;
+    if db.is_none() {
+        eprintln!("skipped: TEST_DATABASE_URL is not set");
+    }
+    db
+}
+
+async fn first_start_prints_keys_once(backend: Backend) {
+    let Some(db) = fresh_db(backend).await else { return };
+    let server = Server::start(&db.url, &["serve"], &[]).await;
+    let (prod, dev, root) = first_start_keys(&server);
+
+    let (status, body) = server.ping(&prod).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(body["organisation"], "default", "{body}");
+    assert_eq!(body["mode"], "live", "{body}");
+    let (status, body) = server.ping(&dev).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["organisation"], "default", "{body}");
+    assert_eq!(body["mode"], "sandbox", "{body}");
+
+    let first = server.stop_ok().await;
+    for key in [&prod, &dev, &root] {
+        assert!(!first.stderr.contains(key.as_str()), "key {} reached the logs", &key[..8]);
+    }
+    assert_eq!(printed_keys(&first.stdout).len(), 3, "keys printed more than once:\n{}", first.stdout);
+
+    let server = Server::start(&db.url, &["serve"], &[]).await;
+    let (status, body) = server.ping(&prod).await;
+    assert_eq!(status, 200, "first-start key lost on restart: {body}");
+    assert_eq!(body["mode"], "live", "{body}");
+    let second = server.stop_ok().await;
+    assert!(printed_keys(&second.stdout).is_empty(), "keys printed again on restart:\n{}", second.stdout);
+}
+per_backend!(first_start_prints_keys_once, super::first_start_prints_keys_once);
+
+async fn demo_is_idempotent_and_matches_seed_002(backend: Backend) {
+    let Some(db) = fresh_db(backend).await else { return };
+    let server = Server::start(&db.url, &["serve", "--demo"], &[]).await;
+
+    let (status, body) = server.seed_002().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, seed_002_response());
+    let (status, body) = server.seed_000().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "success": true }));
+    let (status, body) = server.seed_001().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(body["newAccount"], false, "{body}");
+    assert_eq!(body["cuRefNo"], "1cGIHvFoQDGLAbcA", "{body}");
+
+    let first = server.stop_ok().await;
+    assert!(
+        first.stderr.lines().any(|l| l.contains("DEMO") && l.contains("WARN")),
+        "no warning that the demo keys are public:\n{}",
+        first.stderr
+    );
+
+    // The environment variable, not the flag, and over data that is already seeded.
+    let server = Server::start(&db.url, &["serve"], &[("BIZKIT_DEMO", "1")]).await;
+    let (status, body) = server.seed_002().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, seed_002_response(), "a second demo seed changed the customer");
+    let (status, body) = server.seed_000().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "success": true }));
+    let second = server.stop_ok().await;
+    assert!(second.stderr.contains("DEMO"), "BIZKIT_DEMO=1 did not enable demo mode:\n{}", second.stderr);
+}
+per_backend!(demo_is_idempotent_and_matches_seed_002, super::demo_is_idempotent_and_matches_seed_002);
+
+async fn restart_persists_customers(backend: Backend) {
+    let Some(db) = fresh_db(backend).await else { return };
+    let server = Server::start(&db.url, &["serve"], &[]).await;
+    let (prod, _, _) = first_start_keys(&server);
+    let created = server.create(&prod, "persist@example.com").await;
+    assert_eq!(created["newAccount"], true, "{created}");
+    let cu_ref_no = created["cuRefNo"].as_str().expect("cuRefNo").to_owned();
+    server.stop_ok().await;
+
+    let server = Server::start(&db.url, &["serve"], &[]).await;
+    let again = server.create(&prod, "persist@example.com").await;
+    assert_eq!(again["newAccount"], false, "{again}");
+    assert_eq!(again["cuRefNo"], cu_ref_no.as_str(), "{again}");
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .get(server.url("/api/v1/customer/customer-match-list"))
+                .query(&[("apiKey", prod.as_str()), ("cuRefNo", cu_ref_no.as_str())]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    server.stop_ok().await;
+}
+per_backend!(restart_persists_customers, super::restart_persists_customers);
+
+async fn logs_never_show_secrets(backend: Backend) {
+    let Some(db) = fresh_db(backend).await else { return };
+    let server = Server::start(&db.url, &["serve", "--demo"], &[]).await;
+    let bad_key = "PRODnoSuchKey0000000000000000000";
+    assert!(is_key(bad_key));
+    let detail = server.url("/api/v1/customer/detail");
+    let create = server.url("/api/v1/customer/create");
+
+    // The key in the query, in the body and as a Bearer token, on good and bad requests.
+    let (status, body) = server.ping(DEMO_PROD).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.ping(DEMO_DEV).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.ping(DEMO_ROOT).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .send(server.client.post(&create).json(&json!({ "apiKey": DEMO_PROD, "email": "body-key@example.com" })))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .send(server.client.post(&create).bearer_auth(DEMO_DEV).json(&json!({ "email": "bearer-key@example.com" })))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .send(server.client.get(&detail).bearer_auth(DEMO_ROOT).query(&[
+            ("identityId", DEMO_IDENTITY),
+            ("cuRefNo", "1cGIHvFoQDGLAbcA"),
+            ("customerRealIp", "1.1.1.1"),
+        ]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.seed_002().await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.ping(bad_key).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) =
+        server.send(server.client.post(&create).json(&json!({ "apiKey": bad_key, "email": "x@example.com" }))).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = server.send(server.client.get(server.url("/ping/v1")).bearer_auth(bad_key)).await;
+    assert_eq!(status, 401, "{body}");
+    // A malformed body that echoes a secret back into an error path.
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .post(&create)
+                .query(&[("apiKey", DEMO_PROD)])
+                .header("Content-Type", "application/json")
+                .body(format!("{{\"email\": \"{DEMO_IDENTITY}\", \"apiKey\": \"{bad_key}\"")),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let finished = server.stop_ok().await;
+    let all = format!("{}\n{}", finished.stdout, finished.stderr);
+    for secret in [DEMO_PROD, DEMO_DEV, DEMO_ROOT, bad_key, DEMO_IDENTITY] {
+        let line = all.lines().find(|l| l.contains(secret));
+        assert!(line.is_none(), "{}… reached the output: {}", &secret[..8], line.unwrap_or_default());
+    }
+
+    // Not vacuous: trace logging really ran, as JSON, and logged the requests.
+    assert!(!finished.stderr.trim().is_empty(), "nothing was logged");
+    let mut request_lines = 0;
+    for line in finished.stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if entry["fields"]["message"] == "request" && entry["fields"]["path"] == "/api/v1/customer/detail" {
+            request_lines += 1;
+        }
+    }
+    assert!(request_lines >= 2, "no access-log lines for the detail requests:\n{}", finished.stderr);
+}
+per_backend!(logs_never_show_secrets, super::logs_never_show_secrets);
+
+/// Holds a request open (headers sent, body not yet complete) across SIGTERM: the server
+/// must stop accepting, but still answer it before exiting 0.
+async fn sigterm_drains_in_flight(backend: Backend) {
+    let Some(db) = fresh_db(backend).await else { return };
+    let mut server = Server::start(&db.url, &["serve", "--demo"], &[]).await;
+
+    let body = br#"{"email": "drain@example.com"}"#;
+    let (head, tail) = body.split_at(10);
+    let mut stream = std::net::TcpStream::connect(&server.addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/customer/create?apiKey={DEMO_PROD} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(head).unwrap();
+    stream.flush().unwrap();
+    // Connections are accepted in order, so once a later request is answered this one
+    // has been accepted too; the pause lets its connection task read the headers.
+    let (status, _) = server.send(server.client.get(server.url("/healthz"))).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    server.sigterm();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.stderr().contains("shutdown requested") {
+        assert!(Instant::now() < deadline, "SIGTERM not noticed:\n{}", server.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(server.child.try_wait().unwrap().is_none(), "exited with a request in flight");
+
+    stream.write_all(tail).unwrap();
+    stream.flush().unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "in-flight request not answered:\n{response}");
+    assert!(response.contains("\"newAccount\":true"), "{response}");
+
+    let status = server.wait_exit(STOP_TIMEOUT).await.expect("exit after draining");
+    assert!(status.success(), "exit status {status:?}; stderr:\n{}", server.stderr());
+    assert!(
+        std::net::TcpStream::connect(&server.addr).is_err(),
+        "still accepting connections after exit"
+    );
+}
+per_backend!(sigterm_drains_in_flight, super::sigterm_drains_in_flight);
+
+/// Not a database backend at all: the server must refuse it at once and say which
+/// setting is wrong, instead of serving or hanging.
+#[tokio::test]
+async fn bad_database_url_fails_cleanly() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (mut child, _out, err, readers) =
+        spawn(&["serve"], &[("DATABASE_URL", "mysql://x"), ("BIND", &addr), ("LOG_FORMAT", "json")]);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running 10 s after start with DATABASE_URL=mysql://x; stderr:\n{}", text(&err));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for reader in readers {
+        let _ = reader.join();
+    }
+    let stderr = text(&err);
+    assert!(!status.success(), "exit status {status:?}; stderr:\n{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "stderr does not name DATABASE_URL:\n{stderr}");
+}
