@@ -81,6 +81,11 @@ backend_test!(key_precedence_is_query_then_body_then_bearer, |app| {
     assert_eq!(got.0, 200, "{}", got.1);
     let got = send(app.client.get(app.url("/ping/v1")).bearer_auth(good)).await;
     assert_eq!(got.1, json!({ "success": true, "organisation": "acme", "mode": "live" }));
+    // A blank key anywhere counts as none, and never shadows a real one
+    let got = send(app.client.post(&url).query(&[("apiKey", "")]).bearer_auth(good).json(&body("  "))).await;
+    assert_eq!(got.0, 200, "{}", got.1);
+    let got = send(app.client.get(app.url("/ping/v1")).query(&[("apiKey", " ")])).await;
+    assert_error(&got, 401, "PUBLIC_API_KEY_DOES_NOT_EXIST");
     // A body key of the wrong type is named
     let got = send(app.client.post(&url).json(&json!({ "email": "prec@example.com", "apiKey": 12 }))).await;
     assert_error(&got, 400, "INVALID_REQUEST");

@@ -33,15 +33,21 @@ pub struct KeyedQuery<T> {
     pub query: T,
 }
 
+/// A blank key counts as no key, so it never shadows a real one sent another way.
+fn present(key: &str) -> Option<String> {
+    let key = key.trim();
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
 fn query_key(parts: &Parts) -> Option<String> {
     let query = parts.uri.query()?;
-    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "apiKey").map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "apiKey").and_then(|(_, v)| present(&v))
 }
 
 fn bearer_key(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| present(token)).flatten()
 }
 
 fn is_json(headers: &HeaderMap) -> Option<bool> {
@@ -96,7 +102,7 @@ where
         let map = read_json_object(&parts.headers, body).await?;
         let body_key = match map.get("apiKey") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => present(s),
             Some(_) => return Err(ApiError::invalid("apiKey must be a string", Some("apiKey"))),
         };
         let key = query_key(&parts).or(body_key).or_else(|| bearer_key(&parts.headers));

@@ -114,7 +114,7 @@ impl Queries {
             create: format!("{CREATE_UPSERT} returning id, cu_ref_no"),
             profile_by_id: format!("select {} from customers c where c.id = $1", profile("$2")),
             detail: format!(
-                "select {}, s.id as session_id, s.last_seen_at as session_seen_at, s.last_ip as session_ip \
+                "select {}, s.id as session_id, s.last_seen_at as session_seen_at \
                  from customers c left join sessions s on s.space_id = c.space_id and s.customer_id = c.id \
                  and s.identity_digest = $3 and s.revoked_at is null and s.expires_at > $4 \
                  where c.space_id = $1 and c.cu_ref_no = $2 and c.erased_at is null",
@@ -192,7 +192,6 @@ pub struct DetailRow {
     pub profile: ProfileRow,
     pub session_id: Option<i64>,
     pub session_seen_at: Option<DateTime<Utc>>,
-    pub session_ip: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -382,7 +381,9 @@ macro_rules! impl_store {
                 };
                 if let Some(session) = row.session_id {
                     let stale = row.session_seen_at.is_none_or(|seen| now - seen >= $crate::store::sql::SESSION_TOUCH_INTERVAL);
-                    if stale || row.session_ip.as_deref() != Some(ip.as_str()) {
+                    // Time-throttled only: a client alternating addresses must not turn
+                    // every read into a write.
+                    if stale {
                         sqlx::query(&self.q.touch_session)
                             .bind(session)
                             .bind(now)
