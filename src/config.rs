@@ -99,6 +99,32 @@ pub struct LogConfig {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        serve: ServeConfig,
+    }
+
+    fn demo(args: &[&str]) -> bool {
+        use clap::Parser;
+        let mut argv = vec!["bizkit-mirror"];
+        argv.extend_from_slice(args);
+        Wrap::try_parse_from(argv).expect("parses").serve.demo
+    }
+
+    #[test]
+    fn demo_flag_and_environment() {
+        // The only test in this binary that touches BIZKIT_DEMO, so no other test races it.
+        std::env::remove_var("BIZKIT_DEMO");
+        assert!(!demo(&[]));
+        assert!(demo(&["--demo"]));
+        for (value, expected) in [("1", true), ("true", true), ("0", false), ("false", false), ("", false)] {
+            std::env::set_var("BIZKIT_DEMO", value);
+            assert_eq!(demo(&[]), expected, "BIZKIT_DEMO={value:?}");
+        }
+        std::env::remove_var("BIZKIT_DEMO");
+    }
+
     #[test]
     fn database_url_hides_password() {
         let url = DatabaseUrl("postgres://bizkit:s3cret@db:5432/bizkit".into());
