@@ -23,14 +23,26 @@ impl DatabaseUrl {
 }
 
 impl fmt::Display for DatabaseUrl {
+    /// The URL with every password masked: the `user:pass@` part and the `password` /
+    /// `sslpassword` query parameters that the drivers also accept.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("****"));
-                write!(f, "{u}")
-            }
-            _ => f.write_str(&self.0),
+        let Ok(mut u) = url::Url::parse(&self.0) else {
+            return f.write_str(if self.0.contains("password") { "<unparseable URL with a password>" } else { &self.0 });
+        };
+        if u.password().is_some() {
+            let _ = u.set_password(Some("****"));
         }
+        if u.query().is_some() {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let secret = k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+                    (k.into_owned(), if secret { "****".to_owned() } else { v.into_owned() })
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        write!(f, "{u}")
     }
 }
 
@@ -131,5 +143,10 @@ mod tests {
         assert!(!format!("{url:?}").contains("s3cret"));
         assert!(format!("{url}").contains("bizkit:****@db"));
         assert_eq!(url.expose(), "postgres://bizkit:s3cret@db:5432/bizkit");
+        let query = DatabaseUrl("postgres://bizkit@db/bizkit?sslmode=require&password=hunter2&SSLPASSWORD=x2".into());
+        let shown = query.to_string();
+        assert!(!shown.contains("hunter2") && !shown.contains("x2"), "{shown}");
+        assert!(shown.contains("sslmode=require"), "{shown}");
+        assert_eq!(DatabaseUrl("sqlite:bizkit-mirror.db".into()).to_string(), "sqlite:bizkit-mirror.db");
     }
 }

@@ -1,5 +1,6 @@
 //! The command line: parses, then calls the library.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use bizkit_mirror::config::{DbConfig, LogConfig, ServeConfig};
@@ -30,8 +31,20 @@ enum Command {
     Openapi,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    server::init_logging(cli.log.log_format);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // Through the logger, so LOG_FORMAT=json stays parseable to the last line.
+            tracing::error!(error = format!("{err:#}"), "fatal");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Command::Openapi) => {
@@ -39,8 +52,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Migrate(db)) => runtime.block_on(async {
-            server::init_logging(cli.log.log_format);
-            bizkit_mirror::store::connect(db.database_url.expose(), &db.pool_settings()).await?;
+            bizkit_mirror::store::connect(db.database_url.expose(), &db.pool_settings())
+                .await
+                .with_context(|| format!("cannot open DATABASE_URL {}", db.database_url))?;
             tracing::info!("migrations applied");
             Ok(())
         }),
@@ -50,7 +64,6 @@ fn main() -> anyhow::Result<()> {
                 // No command: serve with settings from the environment and defaults.
                 _ => ServeOnly::parse_from(["bizkit-mirror"]).config,
             };
-            server::init_logging(cli.log.log_format);
             runtime.block_on(server::run(config, server::shutdown_signal()))
         }
     }

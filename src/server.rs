@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -51,7 +52,9 @@ pub fn new_key(key: &ApiKey, label: &str, scopes: Vec<String>) -> NewKey {
 /// Opens the store, prepares its data, and serves until `shutdown` resolves.
 pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     tracing::info!(database = %config.db.database_url, bind = %config.bind, "starting");
-    let store = crate::store::connect(config.db.database_url.expose(), &config.db.pool_settings()).await?;
+    let store = crate::store::connect(config.db.database_url.expose(), &config.db.pool_settings())
+        .await
+        .with_context(|| format!("cannot open DATABASE_URL {}", config.db.database_url))?;
     let keys = bootstrap(&store).await?;
     if !keys.is_empty() {
         // Printed once to standard output, never logged: they are not stored anywhere else.
@@ -67,7 +70,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
              BizKitHub's documentation can use them. Never run --demo on data you care about."
         );
     }
-    let listener = TcpListener::bind(config.bind).await?;
+    let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on BIND {}", config.bind))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let keys = KeyRegistry::new(store.clone(), Duration::from_secs(config.key_cache_seconds));
     let state = AppState { store, keys };

@@ -208,7 +208,7 @@ pub enum RemoveOutcome {
     CustomerNotFound,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct MatchItem {
     pub cu_ref_no: String,

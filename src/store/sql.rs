@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::{Group, MatchItem, Profile, Referral, RunningSubscription};
+use super::{Group, Profile, Referral, RunningSubscription};
 
 /// Sessions slide: each refreshed use extends them by this much.
 pub const SESSION_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(91);
@@ -192,37 +192,6 @@ pub struct DetailRow {
     pub profile: ProfileRow,
     pub session_id: Option<i64>,
     pub session_seen_at: Option<DateTime<Utc>>,
-}
-
-#[derive(sqlx::FromRow)]
-pub struct MatchRow {
-    pub cu_ref_no: String,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub company_name: Option<String>,
-    pub notice: Option<String>,
-    pub contact_email: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub other_id: i64,
-}
-
-impl From<MatchRow> for MatchItem {
-    fn from(r: MatchRow) -> Self {
-        MatchItem {
-            cu_ref_no: r.cu_ref_no,
-            email: r.email,
-            first_name: r.first_name,
-            last_name: r.last_name,
-            company_name: r.company_name,
-            notice: r.notice,
-            contact_email: r.contact_email,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            other_id: r.other_id,
-        }
-    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -466,15 +435,14 @@ macro_rules! impl_store {
                     created_at: $crate::store::END_OF_TIME,
                     other_id: i64::MAX,
                 });
-                let rows = sqlx::query_as::<_, $crate::store::sql::MatchRow>(sql)
+                Ok(sqlx::query_as::<_, $crate::store::MatchItem>(sql)
                     .bind(space.0)
                     .bind(cu_ref_no.as_str())
                     .bind(after.created_at)
                     .bind(after.other_id)
                     .bind(limit)
                     .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                    .await?)
             }
 
             async fn remove_match(
