@@ -167,7 +167,7 @@ fn spec_lists_exactly_the_routed_operations() {
     let documented = spec_operations(&spec());
     let routed: BTreeSet<(String, String)> = bizkit_mirror::http::route_table()
         .into_iter()
-        .map(|(method, path)| (method.as_str().to_owned(), path.to_owned()))
+        .map(|r| (r.method.as_str().to_owned(), r.path.to_owned()))
         .collect();
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&routed).collect();

@@ -16,7 +16,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::auth::KeyRegistry;
+use crate::auth::{KeyRegistry, Scope};
 use crate::store::DynStore;
 use error::{ApiError, REQUEST_ID};
 
@@ -27,16 +27,24 @@ pub struct AppState {
     pub keys: KeyRegistry,
 }
 
-/// The router and the list of (method, path) it serves, kept together so the OpenAPI
-/// document can be checked against what is really routed.
+/// One routed operation: method, path, and the scope its key needs (None: no key).
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+    pub scope: Option<Scope>,
+}
+
+/// The router and the list of operations it serves, kept together so the OpenAPI
+/// document and the scope checks can be tested against what is really routed.
 struct Routes {
     router: Router<AppState>,
-    table: Vec<(Method, &'static str)>,
+    table: Vec<RouteInfo>,
 }
 
 impl Routes {
-    fn add(mut self, method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Self {
-        self.table.push((method, path));
+    fn add(mut self, method: Method, path: &'static str, scope: Option<Scope>, handler: MethodRouter<AppState>) -> Self {
+        self.table.push(RouteInfo { method, path, scope });
         self.router = self.router.route(path, handler);
         self
     }
@@ -44,20 +52,21 @@ impl Routes {
 
 fn routes() -> Routes {
     use customer as c;
+    use Scope::{CustomerRead as Read, CustomerWrite as Write};
     Routes { router: Router::new(), table: Vec::new() }
-        .add(Method::POST, "/api/v1/customer/create", post(c::create))
-        .add(Method::GET, "/api/v1/customer/detail", get(c::detail))
-        .add(Method::POST, "/api/v1/customer/customer-match-customer", post(c::match_customer))
-        .add(Method::GET, "/api/v1/customer/customer-match-list", get(c::match_list))
-        .add(Method::POST, "/api/v1/customer/customer-match-remove", post(c::match_remove))
-        .add(Method::GET, "/ping/v1", get(ops::ping))
-        .add(Method::GET, "/healthz", get(ops::healthz))
-        .add(Method::GET, "/readyz", get(ops::readyz))
-        .add(Method::GET, "/openapi.yaml", get(ops::openapi))
+        .add(Method::POST, "/api/v1/customer/create", Some(Write), post(c::create))
+        .add(Method::GET, "/api/v1/customer/detail", Some(Read), get(c::detail))
+        .add(Method::POST, "/api/v1/customer/customer-match-customer", Some(Write), post(c::match_customer))
+        .add(Method::GET, "/api/v1/customer/customer-match-list", Some(Read), get(c::match_list))
+        .add(Method::POST, "/api/v1/customer/customer-match-remove", Some(Write), post(c::match_remove))
+        .add(Method::GET, "/ping/v1", Some(Read), get(ops::ping))
+        .add(Method::GET, "/healthz", None, get(ops::healthz))
+        .add(Method::GET, "/readyz", None, get(ops::readyz))
+        .add(Method::GET, "/openapi.yaml", None, get(ops::openapi))
 }
 
-/// Every (method, path) the server routes.
-pub fn route_table() -> Vec<(Method, &'static str)> {
+/// Every operation the server routes.
+pub fn route_table() -> Vec<RouteInfo> {
     routes().table
 }
 

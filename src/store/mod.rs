@@ -107,6 +107,9 @@ pub struct KeyRecord {
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Overrides the kind's default rate limit when set.
+    pub rate_limit_per_minute: Option<i64>,
     pub organisation: String,
     pub space: SpaceId,
     pub mode: Mode,

@@ -201,11 +201,13 @@ pub struct KeyRow {
     pub scopes: String,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub rate_limit_per_minute: Option<i64>,
     pub organisation: String,
     pub space_id: i64,
 }
 
-pub const RESOLVE_KEY: &str = "select k.id, k.kind, k.scopes, k.expires_at, k.revoked_at, o.slug as organisation, s.id as space_id \
+pub const RESOLVE_KEY: &str = "select k.id, k.kind, k.scopes, k.expires_at, k.revoked_at, k.last_used_at, k.rate_limit_per_minute, o.slug as organisation, s.id as space_id \
      from api_keys k join organisations o on o.id = k.organisation_id \
      join spaces s on s.organisation_id = o.id and s.mode = (case when k.kind = 'DEV' then 'sandbox' else 'live' end) \
      where k.digest = $1";
@@ -284,6 +286,8 @@ macro_rules! impl_store {
                         scopes: r.scopes.split_whitespace().map(str::to_owned).collect(),
                         expires_at: r.expires_at,
                         revoked_at: r.revoked_at,
+                        last_used_at: r.last_used_at,
+                        rate_limit_per_minute: r.rate_limit_per_minute,
                         organisation: r.organisation,
                         space: $crate::store::SpaceId(r.space_id),
                         mode: $crate::store::Mode::for_kind(kind),
