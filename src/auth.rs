@@ -10,6 +10,7 @@ use moka::future::Cache;
 
 use crate::http::error::ApiError;
 use crate::normalize::{ApiKey, ApiKeyKind};
+use crate::ratelimit::{RateLimits, RateSlot};
 use crate::store::{DynStore, KeyRecord, Mode, SpaceId};
 
 /// What a key may do. Every endpoint names the one it needs.
@@ -64,16 +65,24 @@ pub struct Caller {
 pub struct KeyRegistry {
     store: DynStore,
     cache: Cache<String, Option<Arc<KeyRecord>>>,
+    limits: RateLimits,
 }
 
 impl KeyRegistry {
     pub fn new(store: DynStore, ttl: Duration) -> Self {
         let cache = Cache::builder().max_capacity(100_000).time_to_live(ttl).build();
-        Self { store, cache }
+        Self { store, cache, limits: RateLimits::default() }
     }
 
-    /// Runs the pipeline for a raw key (already chosen by precedence).
-    pub async fn authorize(&self, raw: Option<&str>, scope: Scope) -> Result<Caller, ApiError> {
+    /// Replaces the default rate-limit plans.
+    pub fn with_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Runs the pipeline for a raw key (already chosen by precedence). The rate state, once
+    /// known, is left in `rate` for the response headers, whatever the outcome after it.
+    pub async fn authorize(&self, raw: Option<&str>, scope: Scope, rate: Option<&RateSlot>) -> Result<Caller, ApiError> {
         let raw = raw.ok_or(ApiError::KeyMissing)?;
         let key = ApiKey::parse(raw).map_err(|_| ApiError::KeyFormat)?;
         let digest = key.digest();
@@ -91,6 +100,15 @@ impl KeyRegistry {
         }
         if record.expires_at.is_some_and(|t| t <= now) {
             return Err(ApiError::KeyExpired);
+        }
+        if let Some(outcome) = self.limits.check(record.id, record.kind, record.rate_limit_per_minute) {
+            let info = outcome.unwrap_or_else(|refused| refused);
+            if let Some(slot) = rate {
+                slot.set(info);
+            }
+            if let Some(retry_after) = outcome.err().and_then(|r| r.retry_after) {
+                return Err(ApiError::RateLimited { retry_after });
+            }
         }
         if !record.scopes.iter().any(|s| s == scope.as_str()) {
             return Err(ApiError::Forbidden(format!("this key lacks the {} scope", scope.as_str())));

@@ -95,9 +95,31 @@ pub struct ServeConfig {
     /// Seconds a key lookup is cached; revocations through this server evict at once.
     #[arg(long, env = "KEY_CACHE_SECONDS", default_value_t = 5)]
     pub key_cache_seconds: u64,
+    /// Sustained requests per hour for a PROD key (unless the key overrides it).
+    #[arg(long, env = "RATE_LIMIT_PROD_PER_HOUR", default_value_t = 100_000)]
+    pub rate_limit_prod_per_hour: u32,
+    /// Requests a PROD key may send at once.
+    #[arg(long, env = "RATE_LIMIT_PROD_BURST", default_value_t = 1_000)]
+    pub rate_limit_prod_burst: u32,
+    /// Sustained requests per hour for a DEV_ key (unless the key overrides it).
+    #[arg(long, env = "RATE_LIMIT_DEV_PER_HOUR", default_value_t = 1_000)]
+    pub rate_limit_dev_per_hour: u32,
+    /// Requests a DEV_ key may send at once.
+    #[arg(long, env = "RATE_LIMIT_DEV_BURST", default_value_t = 50)]
+    pub rate_limit_dev_burst: u32,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
+}
+
+impl ServeConfig {
+    pub fn rate_limits(&self) -> crate::ratelimit::RateLimits {
+        use crate::ratelimit::{Plan, RateLimits};
+        RateLimits::new(
+            Plan { per_hour: self.rate_limit_prod_per_hour, burst: self.rate_limit_prod_burst },
+            Plan { per_hour: self.rate_limit_dev_per_hour, burst: self.rate_limit_dev_burst },
+        )
+    }
 }
 
 #[derive(Debug, Clone, Args)]

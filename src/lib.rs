@@ -8,6 +8,8 @@ pub mod config;
 pub mod http;
 /// Pure normalisation of every input (e-mail, IP, text, tokens).
 pub mod normalize;
+/// Per-key rate limits (GCRA with a burst) and the state behind the X-RateLimit-* headers.
+pub mod ratelimit;
 /// The demo data set used by `--demo`.
 pub mod seed;
 /// Start-up: logging, migrations, first-run keys, demo seed, serving with graceful shutdown.

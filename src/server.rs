@@ -72,7 +72,8 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     }
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on BIND {}", config.bind))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    let keys = KeyRegistry::new(store.clone(), Duration::from_secs(config.key_cache_seconds));
+    let keys =
+        KeyRegistry::new(store.clone(), Duration::from_secs(config.key_cache_seconds)).with_limits(config.rate_limits());
     let state = AppState { store, keys };
     serve(listener, state, shutdown, Duration::from_secs(config.shutdown_grace_seconds)).await
 }

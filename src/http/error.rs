@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 403 PUBLIC_API_KEY_FORBIDDEN
     #[error("{0}")]
     Forbidden(String),
+    /// 429 RATE_LIMIT_EXCEEDED, with `Retry-After` and `retry_after` in the envelope.
+    #[error("rate limit exceeded; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     /// 400 INVALID_REQUEST: unparseable body, wrong type, missing required field.
     #[error("{message}")]
     InvalidRequest { message: String, field: Option<String> },
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::KeyExpired => "PUBLIC_API_KEY_EXPIRED",
             ApiError::KeyRevoked => "PUBLIC_API_KEY_REVOKED",
             ApiError::Forbidden(_) => "PUBLIC_API_KEY_FORBIDDEN",
+            ApiError::RateLimited { .. } => "RATE_LIMIT_EXCEEDED",
             ApiError::InvalidRequest { .. } => "INVALID_REQUEST",
             ApiError::InvalidEmail { .. } => "INVALID_EMAIL",
             ApiError::InvalidIp { .. } => "INVALID_IP_ADDRESS",
@@ -109,6 +113,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvalidRequest { .. }
             | ApiError::InvalidEmail { .. }
             | ApiError::InvalidIp { .. }
@@ -180,6 +185,11 @@ impl ApiError {
         let mut error = json!({ "code": self.code(), "message": self.to_string(), "requestId": request_id });
         if let Some(field) = self.field() {
             error["field"] = json!(field);
+        }
+        if let ApiError::RateLimited { retry_after } = self {
+            error["retry_after"] = json!(retry_after);
+            let headers = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
+            return (status, headers, axum::Json(json!({ "success": false, "error": error }))).into_response();
         }
         (status, axum::Json(json!({ "success": false, "error": error }))).into_response()
     }

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{Caller, Scope};
+use crate::ratelimit::RateSlot;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -106,7 +107,7 @@ where
             Some(_) => return Err(ApiError::invalid("apiKey must be a string", Some("apiKey"))),
         };
         let key = query_key(&parts).or(body_key).or_else(|| bearer_key(&parts.headers));
-        let caller = state.keys.authorize(key.as_deref(), T::SCOPE).await?;
+        let caller = state.keys.authorize(key.as_deref(), T::SCOPE, parts.extensions.get::<RateSlot>()).await?;
         let body = from_value(Value::Object(map))?;
         Ok(KeyedJson { caller, body })
     }
@@ -120,7 +121,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let key = query_key(parts).or_else(|| bearer_key(&parts.headers));
-        let caller = state.keys.authorize(key.as_deref(), T::SCOPE).await?;
+        let caller = state.keys.authorize(key.as_deref(), T::SCOPE, parts.extensions.get::<RateSlot>()).await?;
         let mut map = Map::new();
         if let Some(q) = parts.uri.query() {
             for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {

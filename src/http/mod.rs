@@ -17,6 +17,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::{KeyRegistry, Scope};
+use crate::ratelimit::RateSlot;
 use crate::store::DynStore;
 use error::{ApiError, REQUEST_ID};
 
@@ -100,8 +101,10 @@ fn request_id(req: &Request) -> String {
 
 /// Gives each request its id, logs it without its query string (which may hold keys and
 /// identityIds), and turns the router's bare 405 into the error envelope.
-async fn request_context(State(_): State<AppState>, req: Request, next: Next) -> Response {
+async fn request_context(State(_): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = request_id(&req);
+    let rate = RateSlot::default();
+    req.extensions_mut().insert(rate.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
@@ -115,6 +118,12 @@ async fn request_context(State(_): State<AppState>, req: Request, next: Next) ->
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    if let Some(info) = rate.get() {
+        let headers = response.headers_mut();
+        headers.insert("x-ratelimit-limit", HeaderValue::from(info.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(info.remaining));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(info.reset));
     }
     tracing::info!(
         request_id = %id,

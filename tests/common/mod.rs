@@ -122,10 +122,20 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 pub async fn spawn_on(db: TestDb) -> TestApp {
+    spawn_with_limits(db, bizkit_mirror::ratelimit::RateLimits::default()).await
+}
+
+/// Like `spawn_app`, with the given rate-limit plans.
+pub async fn spawn_app_with_limits(backend: Backend, limits: bizkit_mirror::ratelimit::RateLimits) -> Option<TestApp> {
+    let db = TestDb::new(backend).await?;
+    Some(spawn_with_limits(db, limits).await)
+}
+
+pub async fn spawn_with_limits(db: TestDb, limits: bizkit_mirror::ratelimit::RateLimits) -> TestApp {
     let settings = PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(3) };
     let store = store::connect(&db.url, &settings).await.expect("connect store");
     let keys = make_keys(&store, "acme").await;
-    let registry = KeyRegistry::new(store.clone(), Duration::from_secs(5));
+    let registry = KeyRegistry::new(store.clone(), Duration::from_secs(5)).with_limits(limits);
     let state = AppState { store: store.clone(), keys: registry.clone() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
