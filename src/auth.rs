@@ -66,12 +66,18 @@ pub struct KeyRegistry {
     store: DynStore,
     cache: Cache<String, Option<Arc<KeyRecord>>>,
     limits: RateLimits,
+    /// Keys whose `last_used_at` this process wrote within the last interval.
+    touched: Cache<i64, ()>,
 }
+
+/// A key's `last_used_at` is written at most this often per server process.
+pub const KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 impl KeyRegistry {
     pub fn new(store: DynStore, ttl: Duration) -> Self {
         let cache = Cache::builder().max_capacity(100_000).time_to_live(ttl).build();
-        Self { store, cache, limits: RateLimits::default() }
+        let touched = Cache::builder().max_capacity(100_000).time_to_live(KEY_TOUCH_INTERVAL).build();
+        Self { store, cache, limits: RateLimits::default(), touched }
     }
 
     /// Replaces the default rate-limit plans.
@@ -114,6 +120,7 @@ impl KeyRegistry {
             return Err(ApiError::Forbidden(format!("this key lacks the {} scope", scope.as_str())));
         }
         tracing::debug!(key = key.prefix8(), organisation = %record.organisation, "key accepted");
+        self.note_use(record.id);
         Ok(Caller {
             key_id: record.id,
             kind: record.kind,
@@ -125,6 +132,30 @@ impl KeyRegistry {
 
     /// Drops a cached key at once (after a revoke through this server).
     pub async fn evict(&self, key: &ApiKey) {
-        self.cache.invalidate(&key.digest()).await;
+        self.evict_digest(&key.digest()).await;
+    }
+
+    /// As `evict`, for a key known only by its stored digest (a revoke by id).
+    pub async fn evict_digest(&self, digest: &str) {
+        self.cache.invalidate(digest).await;
+    }
+
+    /// Records that a key was used. A busy key must not turn every request into a write,
+    /// so this writes at most once per `KEY_TOUCH_INTERVAL` per process, beside the request:
+    /// a failed write is logged and never fails the request it came from.
+    fn note_use(&self, key_id: i64) {
+        if self.touched.contains_key(&key_id) {
+            return;
+        }
+        let (touched, store) = (self.touched.clone(), self.store.clone());
+        tokio::spawn(async move {
+            // Of concurrent first uses, only the one that inserts the entry writes.
+            if !touched.entry(key_id).or_insert(()).await.is_fresh() {
+                return;
+            }
+            if let Err(err) = store.touch_key_last_used(key_id, crate::store::now()).await {
+                tracing::debug!(key_id, error = %err, "could not record a key's last use");
+            }
+        });
     }
 }

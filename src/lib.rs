@@ -1,5 +1,7 @@
 //! bizkit-mirror: BizKitHub's customer API, served from SQLite or PostgreSQL.
 
+/// Administration (organisations, keys, audit) shared by the admin endpoints and the CLI.
+pub mod admin;
 /// The key pipeline: precedence, format, registry (cached), expiry, revocation, scope.
 pub mod auth;
 /// Every setting, from flags and environment.

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use bizkit_mirror::admin::{keys_table, Admin, KeyRequest};
 use bizkit_mirror::config::{DbConfig, LogConfig, ServeConfig};
 use bizkit_mirror::server;
 
@@ -29,6 +30,62 @@ enum Command {
     Migrate(DbConfig),
     /// Print the OpenAPI document this binary serves.
     Openapi,
+    /// Manage organisations (in the configured database; audited as `cli`).
+    Org {
+        #[command(flatten)]
+        db: DbConfig,
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Manage API keys (in the configured database; audited as `cli`).
+    Key {
+        #[command(flatten)]
+        db: DbConfig,
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organisation with its live and sandbox data spaces.
+    Create {
+        /// 1 to 63 lower-case letters, digits or hyphens.
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List every organisation.
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key and print it, once, on standard output.
+    Create {
+        #[arg(long)]
+        org: String,
+        /// PROD, DEV (or DEV_) or ROOT.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        label: Option<String>,
+        /// Comma-separated; defaults by kind.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// RFC 3339, in the future.
+        #[arg(long)]
+        expires_at: Option<String>,
+        #[arg(long)]
+        rate_limit_per_minute: Option<i64>,
+    },
+    /// List an organisation's keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a key by id. Running servers notice within KEY_CACHE_SECONDS.
+    Revoke { id: i64 },
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,10 +109,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Migrate(db)) => runtime.block_on(async {
-            bizkit_mirror::store::connect(db.database_url.expose(), &db.pool_settings())
-                .await
-                .with_context(|| format!("cannot open DATABASE_URL {}", db.database_url))?;
+            open(&db).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }),
+        Some(Command::Org { db, command }) => runtime.block_on(async {
+            let store = open(&db).await?;
+            let admin = Admin::cli(&store);
+            match command {
+                OrgCommand::Create { slug, name } => {
+                    let org = admin.create_organisation(Some(&slug), Some(&name)).await?;
+                    println!("created organisation {} ({})", org.slug, org.name);
+                }
+                OrgCommand::List => {
+                    for org in admin.list_organisations().await? {
+                        println!("{}\t{}\t{}", org.slug, org.created_at.format("%Y-%m-%d %H:%M:%S"), org.name);
+                    }
+                }
+            }
+            Ok(())
+        }),
+        Some(Command::Key { db, command }) => runtime.block_on(async {
+            let store = open(&db).await?;
+            let admin = Admin::cli(&store);
+            match command {
+                KeyCommand::Create { org, kind, label, scopes, expires_at, rate_limit_per_minute } => {
+                    let request = KeyRequest {
+                        organisation: Some(org),
+                        kind: Some(kind),
+                        label,
+                        scopes,
+                        expires_at,
+                        rate_limit_per_minute,
+                    };
+                    let created = admin.create_key(request).await?;
+                    // The key alone on standard output, so scripts can capture it; it is
+                    // stored nowhere and never shown again.
+                    println!("{}", created.key.expose());
+                    eprintln!(
+                        "created key {} ({}, {}) for organisation {}; it is shown only now",
+                        created.info.id,
+                        created.info.prefix,
+                        created.info.kind.as_str(),
+                        created.organisation
+                    );
+                }
+                KeyCommand::List { org } => print!("{}", keys_table(&admin.list_keys(Some(&org)).await?)),
+                KeyCommand::Revoke { id } => {
+                    let (revoked, _) = admin.revoke_key(Some(id)).await?;
+                    println!("{}", if revoked { format!("revoked key {id}") } else { format!("key {id} was already revoked") });
+                }
+            }
             Ok(())
         }),
         command => {
@@ -67,4 +171,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(server::run(config, server::shutdown_signal()))
         }
     }
+}
+
+async fn open(db: &DbConfig) -> anyhow::Result<bizkit_mirror::store::DynStore> {
+    bizkit_mirror::store::connect(db.database_url.expose(), &db.pool_settings())
+        .await
+        .with_context(|| format!("cannot open DATABASE_URL {}", db.database_url))
 }

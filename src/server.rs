@@ -46,6 +46,7 @@ pub fn new_key(key: &ApiKey, label: &str, scopes: Vec<String>) -> NewKey {
         label: label.to_owned(),
         scopes,
         expires_at: None,
+        rate_limit_per_minute: None,
     }
 }
 

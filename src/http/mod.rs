@@ -1,6 +1,7 @@
 //! The HTTP surface: the route table, shared state and the middleware every request
 //! passes (request id, access log, panic guard, error envelopes for 404/405).
 
+pub mod admin;
 pub mod customer;
 pub mod error;
 pub mod extract;
@@ -64,6 +65,12 @@ fn routes() -> Routes {
         .add(Method::GET, "/healthz", None, get(ops::healthz))
         .add(Method::GET, "/readyz", None, get(ops::readyz))
         .add(Method::GET, "/openapi.yaml", None, get(ops::openapi))
+        .add(Method::POST, "/admin/v1/organisations", Some(Scope::Admin), post(admin::create_organisation))
+        .add(Method::GET, "/admin/v1/organisations", Some(Scope::Admin), get(admin::list_organisations))
+        .add(Method::POST, "/admin/v1/api-keys", Some(Scope::Admin), post(admin::create_key))
+        .add(Method::GET, "/admin/v1/api-keys", Some(Scope::Admin), get(admin::list_keys))
+        .add(Method::POST, "/admin/v1/api-keys/revoke", Some(Scope::Admin), post(admin::revoke_key))
+        .add(Method::GET, "/admin/v1/audit", Some(Scope::Admin), get(admin::list_audit))
 }
 
 /// Every operation the server routes.

@@ -1,7 +1,10 @@
 //! Storage: the `Store` trait with task-shaped methods, its error type, the records it
 //! returns, and `connect`, which picks PostgreSQL or SQLite from the URL scheme.
 
+pub(crate) mod admin;
+mod matches;
 mod postgres;
+mod seed;
 mod sql;
 mod sqlite;
 
@@ -13,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::normalize::{ApiKeyKind, ClientIp, CuRefNo, Email};
 
+pub use admin::{AuditActor, AuditEntry, AuditPos, KeyInfo, KeyRevocation, NewAudit, Organisation};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -124,6 +128,8 @@ pub struct NewKey {
     pub label: String,
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Overrides the kind's default rate limit when set.
+    pub rate_limit_per_minute: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,6 +272,22 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a key revoked from now on; false if no such key or already revoked.
     async fn revoke_key(&self, digest: &str) -> StoreResult<bool>;
     async fn space_of(&self, organisation: &str, mode: Mode) -> StoreResult<SpaceId>;
+
+    /// Creates the organisation with both spaces; `Conflict` if the slug is taken.
+    async fn create_organisation(&self, slug: &str, name: &str) -> StoreResult<Organisation>;
+    async fn list_organisations(&self) -> StoreResult<Vec<Organisation>>;
+    /// Registers a new key; `NotFound` if the organisation does not exist.
+    async fn create_key(&self, organisation: &str, key: &NewKey) -> StoreResult<KeyInfo>;
+    /// An organisation's keys, oldest first; `NotFound` if the organisation does not exist.
+    async fn list_keys(&self, organisation: &str) -> StoreResult<Vec<KeyInfo>>;
+    /// Revokes a key by id, confined to `organisation` when given.
+    async fn revoke_key_by_id(&self, id: i64, organisation: Option<&str>) -> StoreResult<KeyRevocation>;
+    /// Records a key's last use (never moving it backwards).
+    async fn touch_key_last_used(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn record_audit(&self, entry: &NewAudit) -> StoreResult<()>;
+    /// The audit log, newest first, of one organisation or of all; strictly before `before`.
+    async fn list_audit(&self, organisation: Option<&str>, before: Option<AuditPos>, limit: i64)
+        -> StoreResult<Vec<AuditEntry>>;
 
     /// Finds the customer by canonical e-mail or creates one; true when created.
     async fn find_or_create_by_email(&self, space: SpaceId, input: &CreateCustomer)

@@ -224,26 +224,7 @@ macro_rules! impl_store {
             }
 
             async fn ensure_organisation(&self, slug: &str, name: &str) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
-                let created = sqlx::query_scalar::<_, i64>(
-                    "insert into organisations (slug, name, created_at) values ($1, $2, $3) on conflict (slug) do nothing returning id",
-                )
-                .bind(slug)
-                .bind(name)
-                .bind($crate::store::now())
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(id) = created {
-                    for mode in ["live", "sandbox"] {
-                        sqlx::query("insert into spaces (organisation_id, mode) values ($1, $2)")
-                            .bind(id)
-                            .bind(mode)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                tx.commit().await?;
-                Ok(created.is_some())
+                self.insert_organisation(slug, name, $crate::store::now()).await
             }
 
             async fn organisation_count(&self) -> $crate::store::StoreResult<i64> {
@@ -252,8 +233,8 @@ macro_rules! impl_store {
 
             async fn insert_key(&self, organisation: &str, key: &$crate::store::NewKey) -> $crate::store::StoreResult<()> {
                 let done = sqlx::query(
-                    "insert into api_keys (organisation_id, kind, digest, prefix, label, scopes, created_at, expires_at) \
-                     select id, $2, $3, $4, $5, $6, $7, $8 from organisations where slug = $1 \
+                    "insert into api_keys (organisation_id, kind, digest, prefix, label, scopes, created_at, expires_at, rate_limit_per_minute) \
+                     select id, $2, $3, $4, $5, $6, $7, $8, $9 from organisations where slug = $1 \
                      on conflict (digest) do nothing",
                 )
                 .bind(organisation)
@@ -264,6 +245,7 @@ macro_rules! impl_store {
                 .bind(key.scopes.join(" "))
                 .bind($crate::store::now())
                 .bind(key.expires_at)
+                .bind(key.rate_limit_per_minute)
                 .execute(&self.pool)
                 .await?;
                 if done.rows_affected() == 0 && self.organisation_count_by_slug(organisation).await? == 0 {
@@ -314,6 +296,43 @@ macro_rules! impl_store {
                 .fetch_one(&self.pool)
                 .await?;
                 Ok($crate::store::SpaceId(id))
+            }
+
+            async fn create_organisation(&self, slug: &str, name: &str) -> $crate::store::StoreResult<$crate::store::Organisation> {
+                self.admin_create_organisation(slug, name).await
+            }
+
+            async fn list_organisations(&self) -> $crate::store::StoreResult<Vec<$crate::store::Organisation>> {
+                self.admin_list_organisations().await
+            }
+
+            async fn create_key(&self, organisation: &str, key: &$crate::store::NewKey) -> $crate::store::StoreResult<$crate::store::KeyInfo> {
+                self.admin_create_key(organisation, key).await
+            }
+
+            async fn list_keys(&self, organisation: &str) -> $crate::store::StoreResult<Vec<$crate::store::KeyInfo>> {
+                self.admin_list_keys(organisation).await
+            }
+
+            async fn revoke_key_by_id(&self, id: i64, organisation: Option<&str>) -> $crate::store::StoreResult<$crate::store::KeyRevocation> {
+                self.admin_revoke_key_by_id(id, organisation).await
+            }
+
+            async fn touch_key_last_used(&self, id: i64, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
+                self.admin_touch_key(id, at).await
+            }
+
+            async fn record_audit(&self, entry: &$crate::store::NewAudit) -> $crate::store::StoreResult<()> {
+                self.admin_record_audit(entry).await
+            }
+
+            async fn list_audit(
+                &self,
+                organisation: Option<&str>,
+                before: Option<$crate::store::AuditPos>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::AuditEntry>> {
+                self.admin_list_audit(organisation, before, limit).await
             }
 
             async fn find_or_create_by_email(
@@ -376,47 +395,7 @@ macro_rules! impl_store {
                 target: &$crate::store::MatchTarget,
                 notice: Option<&str>,
             ) -> $crate::store::StoreResult<$crate::store::MatchOutcome> {
-                use $crate::store::{MatchOutcome, MatchTarget};
-                let (customer, contact_email) = match target {
-                    MatchTarget::CuRefNo(cu, email) => (cu.as_str().to_owned(), email.as_ref().map(|e| e.normalized().to_owned())),
-                    MatchTarget::Email(email) => {
-                        // The contact is created only once the manager is known to exist, so
-                        // a call that fails leaves nothing behind.
-                        if self.customer_id(space, manager.as_str()).await?.is_none() {
-                            return Ok(MatchOutcome::ManagerNotFound);
-                        }
-                        let input = $crate::store::CreateCustomer {
-                            email: email.clone(),
-                            company_name: None,
-                            company_registration_number: None,
-                            tax_identification_number: None,
-                            ip: $crate::normalize::ClientIp::parse(None).expect("the default address is valid"),
-                        };
-                        let (_, profile) = self.find_or_create_by_email(space, &input).await?;
-                        (profile.cu_ref_no, None)
-                    }
-                };
-                let now = $crate::store::now();
-                let done = sqlx::query(&self.q.upsert_match)
-                    .bind(space.0)
-                    .bind(manager.as_str())
-                    .bind(&customer)
-                    .bind(notice)
-                    .bind(contact_email)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?;
-                if done.rows_affected() > 0 {
-                    return Ok(MatchOutcome::Matched);
-                }
-                let (has_manager, has_customer) = self.which_exist(space, manager.as_str(), &customer).await?;
-                Ok(if !has_manager {
-                    MatchOutcome::ManagerNotFound
-                } else if !has_customer {
-                    MatchOutcome::CustomerNotFound
-                } else {
-                    MatchOutcome::SelfMatch
-                })
+                self.matches_upsert(space, manager, target, notice).await
             }
 
             async fn customer_exists(&self, space: $crate::store::SpaceId, cu_ref_no: &$crate::normalize::CuRefNo) -> $crate::store::StoreResult<bool> {
@@ -431,22 +410,7 @@ macro_rules! impl_store {
                 after: Option<$crate::store::PagePos>,
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::MatchItem>> {
-                let sql = match side {
-                    $crate::store::Side::Customers => &self.q.list_customers,
-                    $crate::store::Side::Managers => &self.q.list_managers,
-                };
-                let after = after.unwrap_or($crate::store::PagePos {
-                    created_at: $crate::store::END_OF_TIME,
-                    other_id: i64::MAX,
-                });
-                Ok(sqlx::query_as::<_, $crate::store::MatchItem>(sql)
-                    .bind(space.0)
-                    .bind(cu_ref_no.as_str())
-                    .bind(after.created_at)
-                    .bind(after.other_id)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?)
+                self.matches_list(space, cu_ref_no, side, after, limit).await
             }
 
             async fn remove_match(
@@ -455,21 +419,7 @@ macro_rules! impl_store {
                 manager: &$crate::normalize::CuRefNo,
                 customer: &$crate::normalize::CuRefNo,
             ) -> $crate::store::StoreResult<$crate::store::RemoveOutcome> {
-                use $crate::store::RemoveOutcome;
-                let done = sqlx::query(&self.q.remove_match)
-                    .bind(space.0)
-                    .bind(manager.as_str())
-                    .bind(customer.as_str())
-                    .execute(&self.pool)
-                    .await?;
-                if done.rows_affected() > 0 {
-                    return Ok(RemoveOutcome::Removed(true));
-                }
-                Ok(match self.which_exist(space, manager.as_str(), customer.as_str()).await? {
-                    (false, _) => RemoveOutcome::ManagerNotFound,
-                    (true, false) => RemoveOutcome::CustomerNotFound,
-                    (true, true) => RemoveOutcome::Removed(false),
-                })
+                self.matches_remove(space, manager, customer).await
             }
 
             async fn insert_session(&self, space: $crate::store::SpaceId, session: &$crate::store::NewSession) -> $crate::store::StoreResult<bool> {
@@ -489,11 +439,45 @@ macro_rules! impl_store {
             }
 
             async fn apply_seed(&self, seed: &$crate::seed::Seed) -> $crate::store::StoreResult<()> {
-                $crate::store::sql::apply_seed!(self, seed)
+                $crate::store::seed::apply_seed!(self, seed)
             }
         }
 
+        $crate::store::admin::impl_admin!($store);
+
+        $crate::store::matches::impl_matches!($store);
+
         impl $store {
+            /// Adds the organisation with its live and sandbox spaces, in one transaction;
+            /// false (and nothing changed) if the slug is taken.
+            async fn insert_organisation(
+                &self,
+                slug: &str,
+                name: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let created = sqlx::query_scalar::<_, i64>(
+                    "insert into organisations (slug, name, created_at) values ($1, $2, $3) on conflict (slug) do nothing returning id",
+                )
+                .bind(slug)
+                .bind(name)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(id) = created {
+                    for mode in ["live", "sandbox"] {
+                        sqlx::query("insert into spaces (organisation_id, mode) values ($1, $2)")
+                            .bind(id)
+                            .bind(mode)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(created.is_some())
+            }
+
             async fn organisation_count_by_slug(&self, slug: &str) -> $crate::store::StoreResult<i64> {
                 Ok(sqlx::query_scalar::<_, i64>("select count(*) from organisations where slug = $1")
                     .bind(slug)
@@ -507,17 +491,6 @@ macro_rules! impl_store {
                     .bind(cu_ref_no)
                     .fetch_optional(&self.pool)
                     .await?)
-            }
-
-            /// Which of two cuRefNos exist (live, not erased) in the space.
-            async fn which_exist(&self, space: $crate::store::SpaceId, a: &str, b: &str) -> $crate::store::StoreResult<(bool, bool)> {
-                let found: Vec<String> = sqlx::query_scalar(&self.q.existing_cu_ref_nos)
-                    .bind(space.0)
-                    .bind(a)
-                    .bind(b)
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok((found.iter().any(|c| c == a), found.iter().any(|c| c == b)))
             }
 
             async fn create_once(
@@ -559,134 +532,4 @@ macro_rules! impl_store {
     };
 }
 
-/// The demo seed, in one transaction; every insert tolerates an earlier run.
-macro_rules! apply_seed {
-    ($self:ident, $seed:ident) => {{
-        use $crate::normalize::{sha256_hex, ApiKey};
-        $self.ensure_organisation($seed.organisation, $seed.organisation_name).await?;
-        for k in $seed.keys {
-            let key = ApiKey::parse(k.key).map_err(|e| $crate::store::StoreError::Other(e.to_string()))?;
-            let new = $crate::store::NewKey {
-                kind: k.kind,
-                digest: key.digest(),
-                prefix: key.prefix8().to_owned(),
-                label: k.label.to_owned(),
-                scopes: $crate::auth::Scope::all_names(),
-                expires_at: None,
-            };
-            $self.insert_key($seed.organisation, &new).await?;
-        }
-        let now = $crate::store::now();
-        let mut tx = $self.pool.begin().await?;
-        for mode in [$crate::store::Mode::Live, $crate::store::Mode::Sandbox] {
-            let space: i64 = sqlx::query_scalar(
-                "select s.id from spaces s join organisations o on o.id = s.organisation_id where o.slug = $1 and s.mode = $2",
-            )
-            .bind($seed.organisation)
-            .bind(mode.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            for c in $seed.customers {
-                let email = $crate::normalize::Email::parse(c.email).map_err(|e| $crate::store::StoreError::Other(e.to_string()))?;
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "insert into customers (space_id, cu_ref_no, email, email_canonical, email_rules_version, phone, \
-                     first_name, last_name, company_name, premium, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) on conflict do nothing returning id",
-                )
-                .bind(space)
-                .bind(c.cu_ref_no)
-                .bind(email.normalized())
-                .bind(email.canonical())
-                .bind($crate::normalize::EMAIL_RULES_VERSION as i64)
-                .bind(c.phone)
-                .bind(c.first_name)
-                .bind(c.last_name)
-                .bind(c.company_name)
-                .bind(c.premium)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(id) = inserted else { continue };
-                for (name, slug) in c.groups {
-                    let group: i64 = sqlx::query_scalar(
-                        "insert into customer_groups (space_id, name, slug) values ($1, $2, $3) \
-                         on conflict (space_id, slug) do update set name = customer_groups.name returning id",
-                    )
-                    .bind(space)
-                    .bind(*name)
-                    .bind(*slug)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    sqlx::query("insert into customer_group_members (space_id, customer_id, group_id) values ($1, $2, $3)")
-                        .bind(space)
-                        .bind(id)
-                        .bind(group)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if let Some((amount, reason)) = c.credit {
-                    sqlx::query("insert into credit_ledger (space_id, customer_id, amount, reason, created_at) values ($1, $2, $3, $4, $5)")
-                        .bind(space)
-                        .bind(id)
-                        .bind(amount)
-                        .bind(reason)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for s in c.subscriptions {
-                    sqlx::query(
-                        "insert into subscriptions (space_id, customer_id, external_id, product_slug, product_code, \
-                         order_number, order_hash, auto_renew, status, created_at, updated_at) \
-                         values ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9) on conflict do nothing",
-                    )
-                    .bind(space)
-                    .bind(id)
-                    .bind(s.external_id)
-                    .bind(s.product_slug)
-                    .bind(s.product_code)
-                    .bind(s.order_number)
-                    .bind(s.order_hash)
-                    .bind(s.auto_renew)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            for c in $seed.customers {
-                if let Some(referrer) = c.referrer {
-                    sqlx::query(
-                        "update customers set referrer_id = (select id from customers where space_id = $1 and cu_ref_no = $3) \
-                         where space_id = $1 and cu_ref_no = $2 and referrer_id is null",
-                    )
-                    .bind(space)
-                    .bind(c.cu_ref_no)
-                    .bind(referrer)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            // The demo session is renewed on every demo start, so the reference's example
-            // identityId keeps working however long the demo database lives.
-            for s in $seed.sessions {
-                sqlx::query(
-                    "insert into sessions (space_id, customer_id, identity_digest, created_at, expires_at, last_seen_at) \
-                     select space_id, id, $3, $4, $5, $4 from customers where space_id = $1 and cu_ref_no = $2 \
-                     on conflict (space_id, identity_digest) do update set expires_at = excluded.expires_at, revoked_at = null",
-                )
-                .bind(space)
-                .bind(s.cu_ref_no)
-                .bind(sha256_hex(s.identity_id))
-                .bind(now)
-                .bind(now + $crate::store::sql::SESSION_LIFETIME)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }};
-}
-
-pub(crate) use apply_seed;
 pub(crate) use impl_store;

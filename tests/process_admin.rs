@@ -1,0 +1,104 @@
+//! The admin command line as a child process, against a fresh database on each backend:
+//! organisations and keys are made, listed and revoked, the key is printed once and only
+//! on standard output, and every action is audited as `cli`.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use bizkit_mirror::normalize::ApiKey;
+use bizkit_mirror::store::{self, PoolSettings};
+use common::{Backend, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
+
+/// Runs the binary to completion with only DATABASE_URL set of the settings it reads.
+fn run(database_url: &str, args: &[String]) -> Output {
+    let mut cmd = Command::new(BIN);
+    for name in ["DATABASE_MAX_CONNECTIONS", "DATABASE_ACQUIRE_TIMEOUT", "LOG_FORMAT", "RUST_LOG", "KEY_CACHE_SECONDS"] {
+        cmd.env_remove(name);
+    }
+    cmd.env("DATABASE_URL", database_url).args(args).output().expect("run the binary")
+}
+
+#[track_caller]
+fn succeeded(out: &Output) -> String {
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "exit {:?}\nstdout: {stdout}\nstderr: {stderr}", out.status);
+    stdout.into_owned()
+}
+
+async fn story(db: TestDb) {
+    let url = db.url.clone();
+    let cli = move |args: &[&str]| {
+        let (url, args): (String, Vec<String>) = (url.clone(), args.iter().map(|a| a.to_string()).collect());
+        async move { tokio::task::spawn_blocking(move || run(&url, &args)).await.unwrap() }
+    };
+
+    // Organisations
+    let out = succeeded(&cli(&["org", "create", "cli-co", "--name", "CLI Co"]).await);
+    assert!(out.contains("cli-co"), "{out}");
+    let dup = cli(&["org", "create", "cli-co", "--name", "Again"]).await;
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    assert!(!cli(&["org", "create", "Bad_Slug", "--name", "x"]).await.status.success());
+    assert!(succeeded(&cli(&["org", "list"]).await).contains("cli-co\t"));
+
+    // A key: on standard output alone, once
+    let created = cli(&["key", "create", "--org", "cli-co", "--kind", "PROD", "--label", "from cli", "--scopes", "customer:read,customer:write", "--rate-limit-per-minute", "30"]).await;
+    let stdout = succeeded(&created);
+    let key = ApiKey::parse(stdout.trim()).unwrap_or_else(|_| panic!("stdout is the key alone: {stdout:?}"));
+    let stderr = String::from_utf8_lossy(&created.stderr).into_owned();
+    assert!(!stderr.contains(key.expose()), "the key reached standard error: {stderr}");
+    assert!(!cli(&["key", "create", "--org", "cli-co", "--kind", "TEST"]).await.status.success());
+    assert!(!cli(&["key", "create", "--org", "nowhere", "--kind", "PROD"]).await.status.success());
+
+    // Listed by prefix, never whole
+    let table = succeeded(&cli(&["key", "list", "--org", "cli-co"]).await);
+    assert!(table.contains(key.prefix8()), "{table}");
+    assert!(!table.contains(key.expose()), "{table}");
+    let row = table.lines().find(|l| l.contains(key.prefix8())).unwrap();
+    assert!(row.contains("from cli") && row.contains("30"), "{row}");
+    let id: i64 = row.split_whitespace().next().unwrap().parse().expect("the first column is the id");
+
+    // Revoked, then revoked again (a no-op), then an unknown id
+    let id_arg = id.to_string();
+    assert!(succeeded(&cli(&["key", "revoke", &id_arg]).await).contains("revoked"));
+    let again = succeeded(&cli(&["key", "revoke", &id_arg]).await);
+    assert!(again.contains("already"), "{again}");
+    assert!(!cli(&["key", "revoke", "999999"]).await.status.success());
+
+    // Check through the library: revoked, and audited as the command line
+    let settings = PoolSettings { max_connections: 2, acquire_timeout: Duration::from_secs(3) };
+    let store = store::connect(&db.url, &settings).await.expect("connect");
+    let record = store.resolve_key(&key.digest()).await.unwrap().expect("the key is registered");
+    assert!(record.revoked_at.is_some());
+    assert_eq!(record.rate_limit_per_minute, Some(30));
+    let entries = store.list_audit(None, None, 100).await.unwrap();
+    let actions: Vec<&str> = entries.iter().rev().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["organisation.create", "organisation.list", "api_key.create", "api_key.list", "api_key.revoke", "api_key.revoke"]
+    );
+    for e in &entries {
+        assert_eq!(e.actor, "cli", "{e:?}");
+        assert_eq!(e.request_id, None);
+        assert!(!e.detail.to_string().contains(key.expose()));
+    }
+    let revoke = &entries[1];
+    assert_eq!((revoke.organisation.as_deref(), revoke.target.as_str()), (Some("cli-co"), id.to_string().as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_organisations_and_keys_sqlite() {
+    story(TestDb::new(Backend::Sqlite).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_organisations_and_keys_postgres() {
+    match TestDb::new(Backend::Postgres).await {
+        Some(db) => story(db).await,
+        None => eprintln!("skipped: TEST_DATABASE_URL is not set"),
+    }
+}
