@@ -77,3 +77,22 @@ async fn burst_refusal_refill_and_isolation_postgres() {
     burst_refusal_refill_and_isolation(Backend::Postgres).await;
 }
 
+
+// A key's own limit replaces its kind's, and applies even to a ROOT key.
+backend_test!(per_key_override_applies, |app| {
+    let (status, created) = app
+        .post("/admin/v1/api-keys", &app.keys.root, serde_json::json!({ "organisation": "acme", "kind": "ROOT", "rateLimitPerMinute": 2 }))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    for expected in [1, 0] {
+        let res = ping(&app, &key).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!((header(&res, "x-ratelimit-limit"), header(&res, "x-ratelimit-remaining")), (Some(2), Some(expected)));
+    }
+    let res = ping(&app, &key).await;
+    assert_eq!(header(&res, "retry-after"), Some(30), "2 a minute: the next one in 30 s");
+    assert_error(&common::split(res).await, 429, "RATE_LIMIT_EXCEEDED");
+    // The ROOT key without an override is still unlimited
+    assert_eq!(header(&ping(&app, &app.keys.root).await, "x-ratelimit-limit"), None);
+});
