@@ -154,7 +154,8 @@ pub const LIST_ORGANISATIONS: &str = "select slug, name, created_at from organis
 
 pub const CREATE_KEY: &str = "insert into api_keys (organisation_id, kind, digest, prefix, label, scopes, \
      rate_limit_per_minute, created_at, expires_at) \
-     select id, $2, $3, $4, $5, $6, $7, $8, $9 from organisations where slug = $1 returning id";
+     select id, $2, $3, $4, $5, $6, $7, $8, $9 from organisations where slug = $1 \
+     on conflict (digest) do nothing returning id";
 
 pub const LIST_KEYS: &str = "select k.id, k.prefix, k.kind, k.label, k.scopes, k.created_at, k.last_used_at, \
      k.expires_at, k.revoked_at, k.rate_limit_per_minute \
@@ -204,19 +205,13 @@ macro_rules! impl_admin {
 
             async fn admin_create_key(&self, organisation: &str, key: &$crate::store::NewKey) -> $crate::store::StoreResult<$crate::store::KeyInfo> {
                 let now = $crate::store::now();
-                let id: i64 = sqlx::query_scalar($crate::store::admin::CREATE_KEY)
-                    .bind(organisation)
-                    .bind(key.kind.as_str())
-                    .bind(&key.digest)
-                    .bind(&key.prefix)
-                    .bind(&key.label)
-                    .bind(key.scopes.join(" "))
-                    .bind(key.rate_limit_per_minute)
-                    .bind(now)
-                    .bind(key.expires_at)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or($crate::store::StoreError::NotFound)?;
+                let Some(id) = self.insert_key_row(organisation, key, now).await? else {
+                    return Err(if self.organisation_count_by_slug(organisation).await? == 0 {
+                        $crate::store::StoreError::NotFound
+                    } else {
+                        $crate::store::StoreError::Conflict("a key with this digest exists".into())
+                    });
+                };
                 Ok($crate::store::KeyInfo {
                     id,
                     prefix: key.prefix.clone(),
@@ -229,6 +224,27 @@ macro_rules! impl_admin {
                     revoked_at: None,
                     rate_limit_per_minute: key.rate_limit_per_minute,
                 })
+            }
+
+            /// Adds a key row unless its digest is already registered; its id when added.
+            async fn insert_key_row(
+                &self,
+                organisation: &str,
+                key: &$crate::store::NewKey,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<i64>> {
+                Ok(sqlx::query_scalar($crate::store::admin::CREATE_KEY)
+                    .bind(organisation)
+                    .bind(key.kind.as_str())
+                    .bind(&key.digest)
+                    .bind(&key.prefix)
+                    .bind(&key.label)
+                    .bind(key.scopes.join(" "))
+                    .bind(key.rate_limit_per_minute)
+                    .bind(now)
+                    .bind(key.expires_at)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn admin_list_keys(&self, organisation: &str) -> $crate::store::StoreResult<Vec<$crate::store::KeyInfo>> {

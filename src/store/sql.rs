@@ -232,23 +232,8 @@ macro_rules! impl_store {
             }
 
             async fn insert_key(&self, organisation: &str, key: &$crate::store::NewKey) -> $crate::store::StoreResult<()> {
-                let done = sqlx::query(
-                    "insert into api_keys (organisation_id, kind, digest, prefix, label, scopes, created_at, expires_at, rate_limit_per_minute) \
-                     select id, $2, $3, $4, $5, $6, $7, $8, $9 from organisations where slug = $1 \
-                     on conflict (digest) do nothing",
-                )
-                .bind(organisation)
-                .bind(key.kind.as_str())
-                .bind(&key.digest)
-                .bind(&key.prefix)
-                .bind(&key.label)
-                .bind(key.scopes.join(" "))
-                .bind($crate::store::now())
-                .bind(key.expires_at)
-                .bind(key.rate_limit_per_minute)
-                .execute(&self.pool)
-                .await?;
-                if done.rows_affected() == 0 && self.organisation_count_by_slug(organisation).await? == 0 {
+                let added = self.insert_key_row(organisation, key, $crate::store::now()).await?;
+                if added.is_none() && self.organisation_count_by_slug(organisation).await? == 0 {
                     return Err($crate::store::StoreError::NotFound);
                 }
                 Ok(())
