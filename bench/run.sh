@@ -12,8 +12,8 @@ THREADS=${THREADS:-2}
 PORT=${PORT:-18181}
 tmp=$(mktemp -d)
 export DATABASE_URL=${DATABASE_URL:-sqlite:$tmp/bench.db}
-cargo build --release --quiet
-RATE_LIMIT_PROD_PER_HOUR=4000000000 RATE_LIMIT_PROD_BURST=4000000000 BIND=127.0.0.1:$PORT RUST_LOG=warn ./target/release/bizkit-mirror serve --demo >"$tmp/out" 2>"$tmp/err" &
+BIN=${BIN:-./target/release/bizkit-mirror}; [ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet
+RATE_LIMIT_PROD_PER_HOUR=4000000000 RATE_LIMIT_PROD_BURST=4000000000 BIND=127.0.0.1:$PORT RUST_LOG=warn "$BIN" serve --demo >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
