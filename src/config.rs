@@ -59,6 +59,9 @@ impl std::str::FromStr for DatabaseUrl {
     }
 }
 
+/// Any URL that may carry a password (the SMTP server's): shown masked like a database URL.
+pub type SecretUrl = DatabaseUrl;
+
 /// Where the database is and how to reach it (shared by every subcommand).
 #[derive(Debug, Clone, Args)]
 pub struct DbConfig {
@@ -107,12 +110,50 @@ pub struct ServeConfig {
     /// Requests a DEV_ key may send at once.
     #[arg(long, env = "RATE_LIMIT_DEV_BURST", default_value_t = 50)]
     pub rate_limit_dev_burst: u32,
+    /// Confirm storefront registrations at once, without a token (always on with --demo).
+    #[arg(long, env = "BIZKIT_AUTO_CONFIRM", value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false, num_args = 0, default_missing_value = "1")]
+    pub auto_confirm: bool,
+    /// Failed logins per address within the window before E006 (too many attempts).
+    #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+    /// Length of the failed-login window, in seconds.
+    #[arg(long, env = "LOGIN_FAILURE_WINDOW_SECONDS", default_value_t = 900)]
+    pub login_failure_window_seconds: u32,
+    /// Seconds before an address may register again (E004 until then).
+    #[arg(long, env = "REGISTER_RETRY_SECONDS", default_value_t = 600)]
+    pub register_retry_seconds: u32,
+    /// Hours a confirmation token stays valid.
+    #[arg(long, env = "CONFIRM_TOKEN_HOURS", default_value_t = 48)]
+    pub confirm_token_hours: u32,
+    /// The page confirmation links open, `?token=…` appended: usually the storefront's
+    /// own page, which calls confirm-account with its key.
+    #[arg(long, env = "CONFIRM_URL", default_value = "http://127.0.0.1:8080/contact/v1/confirm-account")]
+    pub confirm_url: String,
+    /// SMTP server for the mail outbox (`smtp://user:pass@host:587?tls=required`,
+    /// `smtps://…`); unset, messages stay queued in mail_outbox.
+    #[arg(long, env = "SMTP_URL")]
+    pub smtp_url: Option<SecretUrl>,
+    /// Sender of outgoing mail.
+    #[arg(long, env = "MAIL_FROM", default_value = "BizKit Mirror <no-reply@localhost>")]
+    pub mail_from: String,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
 }
 
 impl ServeConfig {
+    pub fn account_settings(&self) -> crate::accounts::AccountSettings {
+        use chrono::TimeDelta;
+        crate::accounts::AccountSettings {
+            auto_confirm: self.auto_confirm || self.demo,
+            login_max_failures: i64::from(self.login_max_failures.max(1)),
+            login_failure_window: TimeDelta::seconds(i64::from(self.login_failure_window_seconds)),
+            register_retry: TimeDelta::seconds(i64::from(self.register_retry_seconds)),
+            confirm_token_lifetime: TimeDelta::hours(i64::from(self.confirm_token_hours.max(1))),
+            confirm_url: self.confirm_url.clone(),
+        }
+    }
+
     pub fn rate_limits(&self) -> crate::ratelimit::RateLimits {
         use crate::ratelimit::{Plan, RateLimits};
         RateLimits::new(
@@ -157,6 +198,24 @@ mod tests {
             assert_eq!(demo(&[]), expected, "BIZKIT_DEMO={value:?}");
         }
         std::env::remove_var("BIZKIT_DEMO");
+    }
+
+    #[test]
+    fn account_settings_from_flags() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["bizkit-mirror"];
+            argv.extend_from_slice(args);
+            Wrap::try_parse_from(argv).expect("parses").serve.account_settings()
+        };
+        assert!(parse(&["--demo"]).auto_confirm, "--demo always confirms at once");
+        assert!(parse(&["--auto-confirm"]).auto_confirm);
+        let s = parse(&["--login-max-failures", "3", "--login-failure-window-seconds", "60", "--register-retry-seconds", "30"]);
+        assert_eq!(s.login_max_failures, 3);
+        assert_eq!(s.login_failure_window, chrono::TimeDelta::seconds(60));
+        assert_eq!(s.register_retry, chrono::TimeDelta::seconds(30));
+        let smtp = Wrap::try_parse_from(["bizkit-mirror", "--smtp-url", "smtp://u:hunter2@mail:587"]).unwrap().serve.smtp_url;
+        assert!(!format!("{smtp:?}").contains("hunter2"), "the SMTP password is masked");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! bizkit-mirror: BizKitHub's customer API, served from SQLite or PostgreSQL.
 
+/// Storefront account settings, the bounded password-hashing pool, confirmation mail.
+pub mod accounts;
 /// Administration (organisations, keys, audit) shared by the admin endpoints and the CLI.
 pub mod admin;
 /// The key pipeline: precedence, format, registry (cached), expiry, revocation, scope.
@@ -8,7 +10,9 @@ pub mod auth;
 pub mod config;
 /// Routes, handlers, extractors, the error envelope and middleware.
 pub mod http;
-/// Pure normalisation of every input (e-mail, IP, text, tokens).
+/// Sending the mail outbox over SMTP when configured.
+pub mod mail;
+/// Pure normalisation of every input (e-mail, IP, text, passwords, tokens).
 pub mod normalize;
 /// Per-key rate limits (GCRA with a burst) and the state behind the X-RateLimit-* headers.
 pub mod ratelimit;

@@ -75,7 +75,20 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     tracing::info!(address = %listener.local_addr()?, "listening");
     let keys =
         KeyRegistry::new(store.clone(), Duration::from_secs(config.key_cache_seconds)).with_limits(config.rate_limits());
-    let state = AppState { store, keys };
+    let accounts = config.account_settings();
+    if accounts.auto_confirm {
+        tracing::info!("storefront registrations are confirmed at once (auto-confirm)");
+    }
+    match &config.smtp_url {
+        Some(url) => {
+            let mailer = crate::mail::Mailer::new(url.expose(), &config.mail_from)
+                .with_context(|| format!("cannot use SMTP_URL {url}"))?;
+            mailer.spawn(store.clone());
+            tracing::info!(smtp = %url, "sending the mail outbox over SMTP");
+        }
+        None => tracing::info!("SMTP_URL is not set: messages stay queued in mail_outbox"),
+    }
+    let state = AppState { store, keys, accounts: crate::accounts::Accounts::new(accounts) };
     serve(listener, state, shutdown, Duration::from_secs(config.shutdown_grace_seconds)).await
 }
 

@@ -127,22 +127,14 @@ async fn database_outage_is_503_and_recovers_postgres() {
     };
     let created = app.create(&app.keys.prod, "outage@example.com").await;
     let cu = created["cuRefNo"].as_str().unwrap().to_owned();
-    let name = url::Url::parse(&app.db.url).unwrap().path().trim_start_matches('/').to_owned();
-    let admin = common::postgres_admin_url().unwrap();
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.unwrap();
-    let outage = |allow: bool| format!("alter database {name} allow_connections {allow}");
-    sqlx::query(&outage(false)).execute(&mut conn).await.unwrap();
-    sqlx::query(&format!("select pg_terminate_backend(pid) from pg_stat_activity where datname = '{name}'"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let outage = common::Outage::start(&app).await;
 
     let (status, body) = split(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_error(&(status, body), 503, "SERVICE_UNAVAILABLE");
     let got = app.get("/api/v1/customer/customer-match-list", &app.keys.prod, &[("cuRefNo", &cu)]).await;
     assert_error(&got, 503, "SERVICE_UNAVAILABLE");
 
-    sqlx::query(&outage(true)).execute(&mut conn).await.unwrap();
+    outage.end().await;
     let (status, _) = split(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, 200);
     let got = app.get("/api/v1/customer/customer-match-list", &app.keys.prod, &[("cuRefNo", &cu)]).await;

@@ -34,6 +34,14 @@ const SERVER_ENV: &[&str] = &[
     "SHUTDOWN_GRACE_SECONDS",
     "LOG_FORMAT",
     "RUST_LOG",
+    "BIZKIT_AUTO_CONFIRM",
+    "LOGIN_MAX_FAILURES",
+    "LOGIN_FAILURE_WINDOW_SECONDS",
+    "REGISTER_RETRY_SECONDS",
+    "CONFIRM_TOKEN_HOURS",
+    "CONFIRM_URL",
+    "SMTP_URL",
+    "MAIL_FROM",
 ];
 
 type Sink = Arc<Mutex<Vec<u8>>>;
@@ -524,10 +532,13 @@ async fn logs_never_show_secrets(backend: Backend) {
         )
         .await;
     assert_eq!(status, 400, "{body}");
+    // A storefront account: --demo confirms at once; a wrong and a right password.
+    register_account(&server, DEMO_PROD).await;
+    let identity = sign_in_and_out(&server, DEMO_PROD).await;
 
     let finished = server.stop_ok().await;
     let all = format!("{}\n{}", finished.stdout, finished.stderr);
-    for secret in [DEMO_PROD, DEMO_DEV, DEMO_ROOT, bad_key, DEMO_IDENTITY] {
+    for secret in [DEMO_PROD, DEMO_DEV, DEMO_ROOT, bad_key, DEMO_IDENTITY, ACCOUNT_PASSWORD, WRONG_PASSWORD, &identity] {
         let line = all.lines().find(|l| l.contains(secret));
         assert!(line.is_none(), "{}… reached the output: {}", &secret[..8], line.unwrap_or_default());
     }
@@ -544,6 +555,62 @@ async fn logs_never_show_secrets(backend: Backend) {
     assert!(request_lines >= 2, "no access-log lines for the detail requests:\n{}", finished.stderr);
 }
 per_backend!(logs_never_show_secrets, super::logs_never_show_secrets);
+
+const ACCOUNT_PASSWORD: &str = "Sup3rSecretPass";
+const WRONG_PASSWORD: &str = "Wr0ngSecretPass";
+const ACCOUNT_EMAIL: &str = "logs@example.com";
+
+fn account_request(server: &Server, key: &str, path: &str, body: Value) -> reqwest::RequestBuilder {
+    server.client.post(server.url(path)).query(&[("apiKey", key)]).json(&body)
+}
+
+async fn register_account(server: &Server, key: &str) {
+    let body = json!({ "email": ACCOUNT_EMAIL, "password": ACCOUNT_PASSWORD });
+    let (status, body) = server.send(account_request(server, key, "/contact/v1/register-account", body)).await;
+    assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
+}
+
+/// Fails a login, logs in, reads the account and logs out; returns the identityId.
+async fn sign_in_and_out(server: &Server, key: &str) -> String {
+    let login = |password: &str| {
+        account_request(server, key, "/contact/v1/login", json!({ "email": ACCOUNT_EMAIL, "password": password }))
+    };
+    let (_, body) = server.send(login(WRONG_PASSWORD)).await;
+    assert_eq!(body["errorCode"], "E004", "{body}");
+    let (_, body) = server.send(login(ACCOUNT_PASSWORD)).await;
+    let identity = body["identityId"].as_str().unwrap_or_else(|| panic!("no identityId: {body}")).to_owned();
+    let info = server.client.get(server.url("/contact/v1/get-account-info")).query(&[("apiKey", key), ("identityId", &identity)]);
+    assert_eq!(server.send(info).await.1["loggedIn"], true);
+    let (status, _) = server.send(account_request(server, key, "/contact/v1/logout", json!({ "identityId": identity }))).await;
+    assert_eq!(status, 200);
+    identity
+}
+
+/// In production mode the server says a confirmation was queued, never its token.
+async fn confirmation_token_stays_out_of_logs(backend: Backend) {
+    let Some(db) = fresh_db(backend).await else { return };
+    let server = Server::start(&db.url, &["serve"], &[]).await;
+    let (prod, _, _) = first_start_keys(&server);
+    register_account(&server, &prod).await;
+    let store = bizkit_mirror::store::connect(&db.url, &Default::default()).await.expect("open the store");
+    let space = store.space_of("default", bizkit_mirror::store::Mode::Live).await.expect("live space");
+    let message = store.latest_outbox_message(space, ACCOUNT_EMAIL).await.unwrap().expect("a queued message");
+    let (_, rest) = message.body.split_once("token=").expect("a link with the token");
+    let token: String = rest.chars().take_while(char::is_ascii_alphanumeric).collect();
+    assert_eq!(token.len(), 32, "{token}");
+    let confirm = server.client.get(server.url("/contact/v1/confirm-account")).query(&[("apiKey", prod.as_str()), ("token", &token)]);
+    assert_eq!(server.send(confirm).await.0, 200);
+    let identity = sign_in_and_out(&server, &prod).await;
+
+    let finished = server.stop_ok().await;
+    let all = format!("{}\n{}", finished.stdout, finished.stderr);
+    for value in [token.as_str(), ACCOUNT_PASSWORD, WRONG_PASSWORD, &identity] {
+        let line = all.lines().find(|l| l.contains(value));
+        assert!(line.is_none(), "{}… reached the output: {}", &value[..8], line.unwrap_or_default());
+    }
+    assert!(finished.stderr.contains("message queued"), "the queued message is not logged:\n{}", finished.stderr);
+}
+per_backend!(confirmation_token_stays_out_of_logs, super::confirmation_token_stays_out_of_logs);
 
 /// Holds a request open (headers sent, body not yet complete) across SIGTERM: the server
 /// must stop accepting, but still answer it before exiting 0.

@@ -16,6 +16,7 @@ use crate::store::{CreateCustomer, MatchItem, MatchOutcome, MatchTarget, PagePos
 /// Longest accepted values, in characters, after cleaning.
 pub mod limits {
     pub const COMPANY_NAME: usize = 255;
+    pub const NAME: usize = 100;
     pub const REGISTRATION_NUMBER: usize = 64;
     pub const TAX_ID: usize = 64;
     pub const NOTICE: usize = 2000;
@@ -23,20 +24,20 @@ pub mod limits {
     pub const LIST_MAX: i64 = 500;
 }
 
-fn cu_ref_no(value: Option<&str>, field: &'static str) -> Result<CuRefNo, ApiError> {
+pub(super) fn cu_ref_no(value: Option<&str>, field: &'static str) -> Result<CuRefNo, ApiError> {
     let value = value.ok_or_else(|| ApiError::missing(field))?;
     CuRefNo::parse(value).map_err(|_| ApiError::InvalidCuRefNo { field })
 }
 
-fn email(value: &str, field: &'static str) -> Result<Email, ApiError> {
+pub(super) fn email(value: &str, field: &'static str) -> Result<Email, ApiError> {
     Email::parse(value).map_err(ApiError::email(field))
 }
 
-fn text(value: Option<&str>, field: &'static str, max: usize) -> Result<Option<String>, ApiError> {
+pub(super) fn text(value: Option<&str>, field: &'static str, max: usize) -> Result<Option<String>, ApiError> {
     value.map(|v| clean_text(v, TextKind::Plain, max).map_err(ApiError::too_long(field))).transpose().map(Option::flatten)
 }
 
-fn ip(value: Option<&str>) -> Result<ClientIp, ApiError> {
+pub(super) fn ip(value: Option<&str>) -> Result<ClientIp, ApiError> {
     ClientIp::parse(value).map_err(ApiError::ip("customerRealIp"))
 }
 
@@ -80,7 +81,7 @@ pub async fn create(State(state): State<AppState>, req: KeyedJson<CreateBody>) -
     Ok(Json(serde_json::to_value(Created { success: true, new_account, profile }).map_err(internal)?))
 }
 
-fn internal(e: serde_json::Error) -> ApiError {
+pub(super) fn internal(e: serde_json::Error) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::normalize::{EmailError, IpError, TooLong};
+use crate::normalize::{EmailError, IpError, PasswordError, TooLong, PASSWORD_MAX_CHARS};
 use crate::store::StoreError;
 
 tokio::task_local! {
@@ -51,6 +51,10 @@ pub enum ApiError {
     /// 400 VALUE_TOO_LONG
     #[error("{field} is longer than {max} characters")]
     ValueTooLong { field: &'static str, max: usize },
+    /// 400 WEAK_PASSWORD: fewer than 8 characters, or no upper-case letter, lower-case
+    /// letter or digit.
+    #[error("{0}")]
+    WeakPassword(String),
     /// 400 SELF_MATCH_NOT_ALLOWED
     #[error("a customer cannot be matched with itself")]
     SelfMatch,
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::InvalidCuRefNo { .. } => "INVALID_CU_REF_NO",
             ApiError::InvalidIdentityId { .. } => "INVALID_IDENTITY_ID",
             ApiError::ValueTooLong { .. } => "VALUE_TOO_LONG",
+            ApiError::WeakPassword(_) => "WEAK_PASSWORD",
             ApiError::SelfMatch => "SELF_MATCH_NOT_ALLOWED",
             ApiError::CustomerNotFound { .. } => "CUSTOMER_NOT_FOUND",
             ApiError::ManagerNotFound => "MANAGER_NOT_FOUND",
@@ -120,6 +125,7 @@ impl ApiError {
             | ApiError::InvalidCuRefNo { .. }
             | ApiError::InvalidIdentityId { .. }
             | ApiError::ValueTooLong { .. }
+            | ApiError::WeakPassword(_)
             | ApiError::SelfMatch => StatusCode::BAD_REQUEST,
             ApiError::CustomerNotFound { .. } | ApiError::ManagerNotFound | ApiError::RouteNotFound(_) => {
                 StatusCode::NOT_FOUND
@@ -143,6 +149,7 @@ impl ApiError {
             | ApiError::ValueTooLong { field, .. }
             | ApiError::CustomerNotFound { field } => Some(field),
             ApiError::ManagerNotFound => Some("managerCuRefNo"),
+            ApiError::WeakPassword(_) => Some("password"),
             _ => None,
         }
     }
@@ -165,6 +172,13 @@ impl ApiError {
 
     pub fn too_long(field: &'static str) -> impl FnOnce(TooLong) -> ApiError {
         move |e| ApiError::ValueTooLong { field, max: e.max }
+    }
+
+    pub fn password(e: PasswordError) -> ApiError {
+        match e {
+            PasswordError::Weak => ApiError::WeakPassword(e.to_string()),
+            PasswordError::TooLong => ApiError::ValueTooLong { field: "password", max: PASSWORD_MAX_CHARS },
+        }
     }
 
     pub fn from_store_ref(err: &StoreError) -> Self {

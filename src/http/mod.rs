@@ -1,6 +1,7 @@
 //! The HTTP surface: the route table, shared state and the middleware every request
 //! passes (request id, access log, panic guard, error envelopes for 404/405).
 
+pub mod account;
 pub mod admin;
 pub mod customer;
 pub mod error;
@@ -27,6 +28,7 @@ use error::{ApiError, REQUEST_ID};
 pub struct AppState {
     pub store: DynStore,
     pub keys: KeyRegistry,
+    pub accounts: crate::accounts::Accounts,
 }
 
 /// One routed operation: method, path, and the scope its key needs (None: no key).
@@ -53,6 +55,7 @@ impl Routes {
 }
 
 fn routes() -> Routes {
+    use account as a;
     use customer as c;
     use Scope::{CustomerRead as Read, CustomerWrite as Write};
     Routes { router: Router::new(), table: Vec::new() }
@@ -61,6 +64,16 @@ fn routes() -> Routes {
         .add(Method::POST, "/api/v1/customer/customer-match-customer", Some(Write), post(c::match_customer))
         .add(Method::GET, "/api/v1/customer/customer-match-list", Some(Read), get(c::match_list))
         .add(Method::POST, "/api/v1/customer/customer-match-remove", Some(Write), post(c::match_remove))
+        .add(Method::POST, "/contact/v1/register-account", Some(Write), post(a::register))
+        .add(Method::GET, "/contact/v1/confirm-account", Some(Write), get(a::confirm))
+        .add(Method::POST, "/contact/v1/login", Some(Write), post(a::login))
+        .add(Method::GET, "/contact/v1/get-account-info", Some(Read), get(a::account_info))
+        .add(Method::POST, "/contact/v1/logout", Some(Write), post(a::logout))
+        .add(Method::POST, "/api/v1/customer/register-account", Some(Write), post(a::register))
+        .add(Method::GET, "/api/v1/customer/confirm-account", Some(Write), get(a::confirm))
+        .add(Method::POST, "/api/v1/customer/login", Some(Write), post(a::login))
+        .add(Method::GET, "/api/v1/customer/get-account-info", Some(Read), get(a::account_info))
+        .add(Method::POST, "/api/v1/customer/logout", Some(Write), post(a::logout))
         .add(Method::GET, "/ping/v1", Some(Read), get(ops::ping))
         .add(Method::GET, "/healthz", None, get(ops::healthz))
         .add(Method::GET, "/readyz", None, get(ops::readyz))

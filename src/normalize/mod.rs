@@ -2,14 +2,16 @@
 
 pub mod email;
 pub mod ip;
+pub mod password;
 pub mod text;
 pub mod token;
 
 pub use email::{Email, EmailError, EMAIL_RULES_VERSION};
 pub use ip::{ClientIp, IpError};
+pub use password::{Password, PasswordError, PASSWORD_MAX_CHARS};
 pub use text::{clean_text, TextKind, TooLong};
 pub use token::{
-    sha256_hex, ApiKey, ApiKeyKind, CuRefNo, IdentityId, InvalidToken, KeyFormatError,
+    sha256_hex, ApiKey, ApiKeyKind, ConfirmationToken, CuRefNo, IdentityId, InvalidToken, KeyFormatError,
 };
 
 /// Reading the shared normalisation vectors (`testdata/vectors/*.tsv`).

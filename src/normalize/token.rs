@@ -101,6 +101,36 @@ impl fmt::Debug for IdentityId {
     }
 }
 
+/// A single-use account confirmation secret, mailed to the address; only its digest is
+/// stored. Same alphabet and length as an identityId, but never interchangeable with one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfirmationToken(IdentityId);
+
+impl ConfirmationToken {
+    pub fn parse(s: &str) -> Result<ConfirmationToken, InvalidToken> {
+        IdentityId::parse(s).map(ConfirmationToken)
+    }
+
+    pub fn generate() -> ConfirmationToken {
+        ConfirmationToken(IdentityId::generate())
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The stored form.
+    pub fn digest(&self) -> String {
+        self.0.digest()
+    }
+}
+
+impl fmt::Debug for ConfirmationToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConfirmationToken(****)")
+    }
+}
+
 /// What a key may reach: `Prod` and `Root` the live space, `Dev` the sandbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ApiKeyKind {

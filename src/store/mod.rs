@@ -1,7 +1,9 @@
 //! Storage: the `Store` trait with task-shaped methods, its error type, the records it
 //! returns, and `connect`, which picks PostgreSQL or SQLite from the URL scheme.
 
+pub(crate) mod accounts;
 pub(crate) mod admin;
+pub(crate) mod outbox;
 mod matches;
 mod postgres;
 mod seed;
@@ -16,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::normalize::{ApiKeyKind, ClientIp, CuRefNo, Email};
 
+pub use accounts::{AccountStore, Confirmation, LoginAccount, Registration, RegistrationGate, RegistrationOutcome};
+pub use outbox::{OutboxMessage, OutboxStore};
 pub use admin::{AuditActor, AuditEntry, AuditPos, KeyInfo, KeyRevocation, NewAudit, Organisation};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -258,8 +262,10 @@ pub struct NewSession {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Everything the server stores. Storefront accounts and the mail outbox are traits of
+/// their own (`AccountStore`, `OutboxStore`); bring them into scope to call theirs.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccountStore + OutboxStore + Send + Sync + 'static {
     /// One cheap statement: is the database answering?
     async fn ping(&self) -> StoreResult<()>;
 

@@ -14,6 +14,23 @@ pub const SESSION_TOUCH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds
 /// A new cuRefNo colliding with an existing one is retried this many times.
 pub const CU_REF_NO_ATTEMPTS: usize = 5;
 
+/// Runs `insert` with a fresh cuRefNo, again with another while it hits a unique
+/// violation (a cuRefNo collision), at most `CU_REF_NO_ATTEMPTS` times.
+pub async fn with_new_cu_ref_no<T, F, Fut>(mut insert: F) -> super::StoreResult<T>
+where
+    F: FnMut(crate::normalize::CuRefNo) -> Fut,
+    Fut: std::future::Future<Output = super::StoreResult<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match insert(crate::normalize::CuRefNo::generate()).await {
+            Err(super::StoreError::Conflict(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
+            other => return other,
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Postgres,
@@ -28,6 +45,8 @@ pub struct Queries {
     pub profile_by_id: String,
     pub detail: String,
     pub touch_session: String,
+    /// The profile of a live session's customer, by the session's identity digest.
+    pub account_info: String,
     pub customer_id: String,
     pub upsert_match: String,
     pub existing_cu_ref_nos: String,
@@ -119,6 +138,13 @@ impl Queries {
                  and s.identity_digest = $3 and s.revoked_at is null and s.expires_at > $4 \
                  where c.space_id = $1 and c.cu_ref_no = $2 and c.erased_at is null",
                 profile("$4")
+            ),
+            account_info: format!(
+                "select {}, s.id as session_id, s.last_seen_at as session_seen_at \
+                 from sessions s join customers c on c.id = s.customer_id and c.space_id = s.space_id \
+                 where s.space_id = $1 and s.identity_digest = $2 and s.revoked_at is null and s.expires_at > $3 \
+                 and c.erased_at is null",
+                profile("$3")
             ),
             touch_session: "update sessions set last_seen_at = $2, last_ip = $3, expires_at = $4 where id = $1".into(),
             customer_id: "select id from customers where space_id = $1 and cu_ref_no = $2 and erased_at is null".into(),
@@ -326,16 +352,7 @@ macro_rules! impl_store {
                 input: &$crate::store::CreateCustomer,
             ) -> $crate::store::StoreResult<(bool, $crate::store::Profile)> {
                 let now = $crate::store::now();
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let cu = $crate::normalize::CuRefNo::generate();
-                    let result = self.create_once(space, input, &cu, now).await;
-                    match result {
-                        Err($crate::store::StoreError::Conflict(_)) if attempt < $crate::store::sql::CU_REF_NO_ATTEMPTS => continue,
-                        other => return other,
-                    }
-                }
+                $crate::store::sql::with_new_cu_ref_no(|cu| async move { self.create_once(space, input, &cu, now).await }).await
             }
 
             async fn customer_detail(
@@ -356,20 +373,7 @@ macro_rules! impl_store {
                 else {
                     return Ok(None);
                 };
-                if let Some(session) = row.session_id {
-                    let stale = row.session_seen_at.is_none_or(|seen| now - seen >= $crate::store::sql::SESSION_TOUCH_INTERVAL);
-                    // Time-throttled only: a client alternating addresses must not turn
-                    // every read into a write.
-                    if stale {
-                        sqlx::query(&self.q.touch_session)
-                            .bind(session)
-                            .bind(now)
-                            .bind(ip.as_str())
-                            .bind(now + $crate::store::sql::SESSION_LIFETIME)
-                            .execute(&self.pool)
-                            .await?;
-                    }
-                }
+                self.touch_session_if_stale(&row, now, ip).await?;
                 Ok(Some($crate::store::Detail { logged_in: row.session_id.is_some(), profile: row.profile.into() }))
             }
 
@@ -432,6 +436,10 @@ macro_rules! impl_store {
 
         $crate::store::matches::impl_matches!($store);
 
+        $crate::store::accounts::impl_accounts!($store);
+
+        $crate::store::outbox::impl_outbox!($store);
+
         impl $store {
             /// Adds the organisation with its live and sandbox spaces, in one transaction;
             /// false (and nothing changed) if the slug is taken.
@@ -461,6 +469,29 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 Ok(created.is_some())
+            }
+
+            /// Slides a session found by a read, at most once per `SESSION_TOUCH_INTERVAL`.
+            async fn touch_session_if_stale(
+                &self,
+                row: &$crate::store::sql::DetailRow,
+                now: chrono::DateTime<chrono::Utc>,
+                ip: &$crate::normalize::ClientIp,
+            ) -> $crate::store::StoreResult<()> {
+                let Some(session) = row.session_id else { return Ok(()) };
+                let stale = row.session_seen_at.is_none_or(|seen| now - seen >= $crate::store::sql::SESSION_TOUCH_INTERVAL);
+                // Time-throttled only: a client alternating addresses must not turn
+                // every read into a write.
+                if stale {
+                    sqlx::query(&self.q.touch_session)
+                        .bind(session)
+                        .bind(now)
+                        .bind(ip.as_str())
+                        .bind(now + $crate::store::sql::SESSION_LIFETIME)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(())
             }
 
             async fn organisation_count_by_slug(&self, slug: &str) -> $crate::store::StoreResult<i64> {

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bizkit_mirror::accounts::{AccountSettings, Accounts};
 use bizkit_mirror::auth::{KeyRegistry, Scope};
 use bizkit_mirror::normalize::{ApiKey, ApiKeyKind};
 use bizkit_mirror::store::{self, DynStore, PoolSettings};
@@ -132,11 +133,22 @@ pub async fn spawn_app_with_limits(backend: Backend, limits: bizkit_mirror::rate
 }
 
 pub async fn spawn_with_limits(db: TestDb, limits: bizkit_mirror::ratelimit::RateLimits) -> TestApp {
+    spawn_with(db, limits, AccountSettings::default()).await
+}
+
+/// Like `spawn_app`, with the given storefront account settings.
+pub async fn spawn_app_with_accounts(backend: Backend, settings: AccountSettings) -> Option<TestApp> {
+    let db = TestDb::new(backend).await?;
+    Some(spawn_with(db, bizkit_mirror::ratelimit::RateLimits::default(), settings).await)
+}
+
+pub async fn spawn_with(db: TestDb, limits: bizkit_mirror::ratelimit::RateLimits, settings: AccountSettings) -> TestApp {
+    let accounts = Accounts::new(settings);
     let settings = PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(3) };
     let store = store::connect(&db.url, &settings).await.expect("connect store");
     let keys = make_keys(&store, "acme").await;
     let registry = KeyRegistry::new(store.clone(), Duration::from_secs(5)).with_limits(limits);
-    let state = AppState { store: store.clone(), keys: registry.clone() };
+    let state = AppState { store: store.clone(), keys: registry.clone(), accounts: accounts.clone() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -191,6 +203,35 @@ impl TestApp {
         }
         let TestApp { db, .. } = self;
         db
+    }
+}
+
+/// The PostgreSQL test database taken away: no new connections, the open ones ended.
+pub struct Outage {
+    conn: sqlx::PgConnection,
+    name: String,
+}
+
+impl Outage {
+    pub async fn start(app: &TestApp) -> Outage {
+        let name = url::Url::parse(&app.db.url).unwrap().path().trim_start_matches('/').to_owned();
+        let admin = postgres_admin_url().expect("an outage needs PostgreSQL");
+        let mut outage = Outage { conn: connect_admin(&admin).await, name };
+        outage.allow_connections(false).await;
+        sqlx::query(&format!("select pg_terminate_backend(pid) from pg_stat_activity where datname = '{}'", outage.name))
+            .execute(&mut outage.conn)
+            .await
+            .unwrap();
+        outage
+    }
+
+    async fn allow_connections(&mut self, allow: bool) {
+        sqlx::query(&format!("alter database {} allow_connections {allow}", self.name)).execute(&mut self.conn).await.unwrap();
+    }
+
+    /// The database is back; the pool reconnects by itself.
+    pub async fn end(mut self) {
+        self.allow_connections(true).await;
     }
 }
 
