@@ -3,12 +3,16 @@
 pub mod email;
 pub mod ip;
 pub mod password;
+pub mod phone;
+pub mod slug;
 pub mod text;
 pub mod token;
 
 pub use email::{Email, EmailError, EMAIL_RULES_VERSION};
 pub use ip::{ClientIp, IpError};
 pub use password::{Password, PasswordError, PASSWORD_MAX_CHARS};
+pub use phone::{parse_region, Phone, PhoneError, Region};
+pub use slug::slugify;
 pub use text::{clean_text, TextKind, TooLong};
 pub use token::{
     sha256_hex, ApiKey, ApiKeyKind, ConfirmationToken, CuRefNo, IdentityId, InvalidToken, KeyFormatError,
