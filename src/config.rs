@@ -137,6 +137,14 @@ pub struct ServeConfig {
     #[arg(long, env = "MAIL_FROM", default_value = "BizKit Mirror <no-reply@localhost>")]
     pub mail_from: String,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    /// Region of phone numbers written without a country prefix (ISO 3166-1, e.g. CZ).
+    #[arg(long, env = "DEFAULT_PHONE_REGION", default_value = "CZ", value_parser = parse_region)]
+    pub default_phone_region: crate::normalize::Region,
+
+    /// Import items written per database transaction.
+    #[arg(long, env = "IMPORT_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub import_batch_size: u32,
+
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
 }
@@ -151,6 +159,13 @@ impl ServeConfig {
             register_retry: TimeDelta::seconds(i64::from(self.register_retry_seconds)),
             confirm_token_lifetime: TimeDelta::hours(i64::from(self.confirm_token_hours.max(1))),
             confirm_url: self.confirm_url.clone(),
+        }
+    }
+
+    pub fn contact_settings(&self) -> crate::contacts::ContactSettings {
+        crate::contacts::ContactSettings {
+            phone_region: self.default_phone_region,
+            import_batch: self.import_batch_size as usize,
         }
     }
 
@@ -230,4 +245,8 @@ mod tests {
         assert!(shown.contains("sslmode=require"), "{shown}");
         assert_eq!(DatabaseUrl("sqlite:bizkit-mirror.db".into()).to_string(), "sqlite:bizkit-mirror.db");
     }
+}
+
+fn parse_region(code: &str) -> Result<crate::normalize::Region, String> {
+    crate::normalize::parse_region(code).ok_or_else(|| format!("{code:?} is not a region code such as CZ or GB"))
 }

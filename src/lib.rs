@@ -8,11 +8,13 @@ pub mod admin;
 pub mod auth;
 /// Every setting, from flags and environment.
 pub mod config;
+/// The create-or-update body (one import item too), validated into a store write.
+pub mod contacts;
 /// Routes, handlers, extractors, the error envelope and middleware.
 pub mod http;
 /// Sending the mail outbox over SMTP when configured.
 pub mod mail;
-/// Pure normalisation of every input (e-mail, IP, text, passwords, tokens).
+/// Pure normalisation of every input (e-mail, IP, phone, text, slugs, passwords, tokens).
 pub mod normalize;
 /// Per-key rate limits (GCRA with a burst) and the state behind the X-RateLimit-* headers.
 pub mod ratelimit;

@@ -88,7 +88,12 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         }
         None => tracing::info!("SMTP_URL is not set: messages stay queued in mail_outbox"),
     }
-    let state = AppState { store, keys, accounts: crate::accounts::Accounts::new(accounts) };
+    let state = AppState {
+        store,
+        keys,
+        accounts: crate::accounts::Accounts::new(accounts),
+        contacts: config.contact_settings(),
+    };
     serve(listener, state, shutdown, Duration::from_secs(config.shutdown_grace_seconds)).await
 }
 

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::normalize::{EmailError, IpError, PasswordError, TooLong, PASSWORD_MAX_CHARS};
+use crate::normalize::{EmailError, IpError, PasswordError, PhoneError, TooLong, PASSWORD_MAX_CHARS};
 use crate::store::StoreError;
 
 tokio::task_local! {
@@ -39,6 +39,9 @@ pub enum ApiError {
     /// 400 INVALID_EMAIL
     #[error("{field} is not a valid e-mail address: {reason}")]
     InvalidEmail { field: &'static str, reason: String },
+    /// 400 INVALID_PHONE
+    #[error("{field} is not a valid phone number: {reason}")]
+    InvalidPhone { field: &'static str, reason: String },
     /// 400 INVALID_IP_ADDRESS
     #[error("{field} is not a valid IP address: {reason}")]
     InvalidIp { field: &'static str, reason: String },
@@ -70,6 +73,9 @@ pub enum ApiError {
     /// 405 METHOD_NOT_ALLOWED
     #[error("this route does not accept the method {0}")]
     MethodNotAllowed(String),
+    /// 409 IDEMPOTENCY_KEY_REUSED: an `Idempotency-Key` replayed with a different request.
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
     /// 413 PAYLOAD_TOO_LARGE
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -96,6 +102,7 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => "INVALID_REQUEST",
             ApiError::InvalidEmail { .. } => "INVALID_EMAIL",
             ApiError::InvalidIp { .. } => "INVALID_IP_ADDRESS",
+            ApiError::InvalidPhone { .. } => "INVALID_PHONE",
             ApiError::InvalidCuRefNo { .. } => "INVALID_CU_REF_NO",
             ApiError::InvalidIdentityId { .. } => "INVALID_IDENTITY_ID",
             ApiError::ValueTooLong { .. } => "VALUE_TOO_LONG",
@@ -105,6 +112,7 @@ impl ApiError {
             ApiError::ManagerNotFound => "MANAGER_NOT_FOUND",
             ApiError::RouteNotFound(_) => "ROUTE_NOT_FOUND",
             ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
+            ApiError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::Unavailable => "SERVICE_UNAVAILABLE",
@@ -122,11 +130,13 @@ impl ApiError {
             ApiError::InvalidRequest { .. }
             | ApiError::InvalidEmail { .. }
             | ApiError::InvalidIp { .. }
+            | ApiError::InvalidPhone { .. }
             | ApiError::InvalidCuRefNo { .. }
             | ApiError::InvalidIdentityId { .. }
             | ApiError::ValueTooLong { .. }
             | ApiError::WeakPassword(_)
             | ApiError::SelfMatch => StatusCode::BAD_REQUEST,
+            ApiError::IdempotencyKeyReused => StatusCode::CONFLICT,
             ApiError::CustomerNotFound { .. } | ApiError::ManagerNotFound | ApiError::RouteNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -144,6 +154,7 @@ impl ApiError {
             ApiError::InvalidRequest { field, .. } => field.as_deref(),
             ApiError::InvalidEmail { field, .. }
             | ApiError::InvalidIp { field, .. }
+            | ApiError::InvalidPhone { field, .. }
             | ApiError::InvalidCuRefNo { field }
             | ApiError::InvalidIdentityId { field }
             | ApiError::ValueTooLong { field, .. }
@@ -168,6 +179,10 @@ impl ApiError {
 
     pub fn ip(field: &'static str) -> impl FnOnce(IpError) -> ApiError {
         move |e| ApiError::InvalidIp { field, reason: e.to_string() }
+    }
+
+    pub fn phone(field: &'static str) -> impl FnOnce(PhoneError) -> ApiError {
+        move |e| ApiError::InvalidPhone { field, reason: e.to_string() }
     }
 
     pub fn too_long(field: &'static str) -> impl FnOnce(TooLong) -> ApiError {

@@ -7,6 +7,7 @@ pub mod customer;
 pub mod error;
 pub mod extract;
 pub mod ops;
+pub mod profile;
 
 use std::time::Instant;
 
@@ -29,6 +30,7 @@ pub struct AppState {
     pub store: DynStore,
     pub keys: KeyRegistry,
     pub accounts: crate::accounts::Accounts,
+    pub contacts: crate::contacts::ContactSettings,
 }
 
 /// One routed operation: method, path, and the scope its key needs (None: no key).
@@ -57,6 +59,7 @@ impl Routes {
 fn routes() -> Routes {
     use account as a;
     use customer as c;
+    use profile as p;
     use Scope::{CustomerRead as Read, CustomerWrite as Write};
     Routes { router: Router::new(), table: Vec::new() }
         .add(Method::POST, "/api/v1/customer/create", Some(Write), post(c::create))
@@ -64,6 +67,9 @@ fn routes() -> Routes {
         .add(Method::POST, "/api/v1/customer/customer-match-customer", Some(Write), post(c::match_customer))
         .add(Method::GET, "/api/v1/customer/customer-match-list", Some(Read), get(c::match_list))
         .add(Method::POST, "/api/v1/customer/customer-match-remove", Some(Write), post(c::match_remove))
+        .add(Method::POST, "/api/v1/customer/create-or-update", Some(Write), post(p::create_or_update))
+        .add(Method::POST, "/api/v1/customer/credit-add", Some(Write), post(p::credit_add))
+        .add(Method::POST, "/api/v1/customer/delete", Some(Write), post(p::delete))
         .add(Method::POST, "/contact/v1/register-account", Some(Write), post(a::register))
         .add(Method::GET, "/contact/v1/confirm-account", Some(Write), get(a::confirm))
         .add(Method::POST, "/contact/v1/login", Some(Write), post(a::login))

@@ -4,6 +4,8 @@
 pub(crate) mod accounts;
 pub(crate) mod admin;
 pub(crate) mod outbox;
+pub(crate) mod profiles;
+mod contact;
 mod matches;
 mod postgres;
 mod seed;
@@ -20,6 +22,10 @@ use crate::normalize::{ApiKeyKind, ClientIp, CuRefNo, Email};
 
 pub use accounts::{AccountStore, Confirmation, LoginAccount, Registration, RegistrationGate, RegistrationOutcome};
 pub use outbox::{OutboxMessage, OutboxStore};
+pub use profiles::{
+    ContactRefusal, ContactWrite, CreditAdd, CreditOutcome, Idempotency, Patch, ProfileStore, SubscriptionStatus,
+    SubscriptionWrite, Written,
+};
 pub use admin::{AuditActor, AuditEntry, AuditPos, KeyInfo, KeyRevocation, NewAudit, Organisation};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -262,10 +268,10 @@ pub struct NewSession {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Everything the server stores. Storefront accounts and the mail outbox are traits of
-/// their own (`AccountStore`, `OutboxStore`); bring them into scope to call theirs.
+/// Everything the server stores. Storefront accounts, the mail outbox and written
+/// profiles are traits of their own (`AccountStore`, `OutboxStore`, `ProfileStore`); bring them into scope to call theirs.
 #[async_trait]
-pub trait Store: AccountStore + OutboxStore + Send + Sync + 'static {
+pub trait Store: AccountStore + OutboxStore + ProfileStore + Send + Sync + 'static {
     /// One cheap statement: is the database answering?
     async fn ping(&self) -> StoreResult<()>;
 

@@ -39,6 +39,9 @@ pub enum Dialect {
 
 /// Every statement, built once per store.
 pub struct Queries {
+    /// Begins a transaction that will write: SQLite takes the write lock at once, so a
+    /// read-then-write transaction never fails to upgrade under a concurrent writer.
+    pub begin_write: &'static str,
     /// PostgreSQL only: upsert and profile in one statement.
     pub create_with_profile: Option<String>,
     pub create: String,
@@ -124,6 +127,10 @@ impl Queries {
     pub fn new(dialect: Dialect) -> Self {
         let profile = |now: &str| profile_columns(dialect, now);
         Queries {
+            begin_write: match dialect {
+                Dialect::Postgres => "begin",
+                Dialect::Sqlite => "begin immediate",
+            },
             create_with_profile: (dialect == Dialect::Postgres).then(|| {
                 format!(
                     "with c as ({CREATE_UPSERT} returning *) select {}, c.cu_ref_no = $2 as new_account from c",
@@ -439,6 +446,8 @@ macro_rules! impl_store {
         $crate::store::accounts::impl_accounts!($store);
 
         $crate::store::outbox::impl_outbox!($store);
+
+        $crate::store::profiles::impl_profiles!($store, $db);
 
         impl $store {
             /// Adds the organisation with its live and sandbox spaces, in one transaction;

@@ -148,7 +148,12 @@ pub async fn spawn_with(db: TestDb, limits: bizkit_mirror::ratelimit::RateLimits
     let store = store::connect(&db.url, &settings).await.expect("connect store");
     let keys = make_keys(&store, "acme").await;
     let registry = KeyRegistry::new(store.clone(), Duration::from_secs(5)).with_limits(limits);
-    let state = AppState { store: store.clone(), keys: registry.clone(), accounts: accounts.clone() };
+    let state = AppState {
+        store: store.clone(),
+        keys: registry.clone(),
+        accounts: accounts.clone(),
+        contacts: Default::default(),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
