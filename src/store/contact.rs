@@ -17,7 +17,9 @@ macro_rules! impl_contact_writes {
                 groups: &mut std::collections::HashMap<String, i64>,
             ) -> $crate::store::StoreResult<Result<(bool, i64, String), $crate::store::profiles::ContactRefusal>> {
                 use $crate::store::profiles::{self as p, ContactRefusal as Refusal};
-                let found: Option<i64> = match &w.cu_ref_no {
+                // The contact, and whether it was found by an alternate: an alternate
+                // address or number finds its contact but does not replace its own.
+                let (found, by_alternate) = match &w.cu_ref_no {
                     Some(cu) => {
                         let id = sqlx::query_scalar::<_, i64>(&self.q.customer_id)
                             .bind(space.0)
@@ -25,7 +27,7 @@ macro_rules! impl_contact_writes {
                             .fetch_optional(&mut **tx)
                             .await?;
                         match id {
-                            Some(id) => Some(id),
+                            Some(id) => (Some(id), None),
                             None => return Ok(Err(Refusal::NotFound)),
                         }
                     }
@@ -37,7 +39,7 @@ macro_rules! impl_contact_writes {
                                 .bind(email.canonical())
                                 .fetch_optional(&mut **tx)
                                 .await?
-                                .map(|r| r.0);
+                                .map(|(id, rank)| (id, (rank == 1).then_some("email")));
                         }
                         if let (None, Some(phone)) = (found, &w.phone) {
                             found = sqlx::query_as::<_, (i64, i32)>(p::FIND_BY_PHONE)
@@ -46,9 +48,9 @@ macro_rules! impl_contact_writes {
                                 .bind(w.email.is_none())
                                 .fetch_optional(&mut **tx)
                                 .await?
-                                .map(|r| r.0);
+                                .map(|(id, rank)| (id, (rank == 1).then_some("phone")));
                         }
-                        found
+                        (found.map(|f| f.0), found.and_then(|f| f.1))
                     }
                 };
                 if let Some(refusal) = self.contact_refusal(tx, space, w, found).await? {
@@ -70,6 +72,8 @@ macro_rules! impl_contact_writes {
                 let patch = |f: &p::Patch<String>| (f.is_some(), f.clone().flatten());
                 let (id, new, cu_ref_no) = match found {
                     Some(id) => {
+                        let own_email = w.email.as_ref().filter(|_| by_alternate != Some("email"));
+                        let own_phone = w.phone.as_ref().filter(|_| by_alternate != Some("phone"));
                         let (first, last, company, reg, tax) = (
                             patch(&w.first_name),
                             patch(&w.last_name),
@@ -80,10 +84,10 @@ macro_rules! impl_contact_writes {
                         let (cu, meta): (String, sqlx::types::Json<serde_json::Map<String, serde_json::Value>>) =
                             sqlx::query_as(p::UPDATE_CONTACT)
                                 .bind(id)
-                                .bind(w.email.as_ref().map(|e| e.normalized()))
-                                .bind(w.email.as_ref().map(|e| e.canonical()))
+                                .bind(own_email.map(|e| e.normalized()))
+                                .bind(own_email.map(|e| e.canonical()))
                                 .bind($crate::normalize::EMAIL_RULES_VERSION as i64)
-                                .bind(w.phone.as_ref().map(|p| p.as_str()))
+                                .bind(own_phone.map(|p| p.as_str()))
                                 .bind(first.0)
                                 .bind(first.1)
                                 .bind(last.0)

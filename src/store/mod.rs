@@ -232,6 +232,7 @@ pub enum RemoveOutcome {
 pub struct MatchItem {
     pub cu_ref_no: String,
     pub email: Option<String>,
+    pub phone: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub company_name: Option<String>,

@@ -113,7 +113,7 @@ const CREATE_UPSERT: &str = "insert into customers (space_id, cu_ref_no, email, 
 
 fn list_sql(me_column: &str, other_column: &str) -> String {
     format!(
-        "select o.cu_ref_no, o.email, o.first_name, o.last_name, o.company_name, m.notice, m.contact_email, \
+        "select o.cu_ref_no, o.email, o.phone, o.first_name, o.last_name, o.company_name, m.notice, m.contact_email, \
          m.created_at, m.updated_at, o.id as other_id \
          from customers me join customer_matches m on m.space_id = me.space_id and m.{me_column} = me.id \
          join customers o on o.id = m.{other_column} \

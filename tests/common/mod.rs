@@ -283,3 +283,48 @@ macro_rules! backend_test {
         }
     };
 }
+
+/// Every row of every table of the test database, as text, one row a line: for checking
+/// that a value is gone from storage, not only from the API.
+pub async fn dump_rows(db: &TestDb) -> String {
+    use sqlx::Connection;
+    let mut out = String::new();
+    if db.pg.is_some() {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "select table_name::text from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("tables");
+        for table in tables {
+            let rows: Vec<String> = sqlx::query_scalar(&format!("select t::text from \"{table}\" t"))
+                .fetch_all(&mut conn)
+                .await
+                .expect("rows");
+            for row in rows {
+                out.push_str(&format!("{table}: {row}\n"));
+            }
+        }
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.expect("connect");
+        let tables: Vec<String> =
+            sqlx::query_scalar("select name from sqlite_master where type = 'table' and name not like 'sqlite_%'")
+                .fetch_all(&mut conn)
+                .await
+                .expect("tables");
+        for table in tables {
+            let columns: Vec<String> = sqlx::query_scalar(&format!("select name from pragma_table_info('{table}')"))
+                .fetch_all(&mut conn)
+                .await
+                .expect("columns");
+            let row = columns.iter().map(|c| format!("coalesce(case when typeof(\"{c}\") = 'blob' then hex(\"{c}\") else cast(\"{c}\" as text) end, 'NULL')")).collect::<Vec<_>>().join(" || '|' || ");
+            let rows: Vec<String> =
+                sqlx::query_scalar(&format!("select {row} from \"{table}\"")).fetch_all(&mut conn).await.expect("rows");
+            for row in rows {
+                out.push_str(&format!("{table}: {row}\n"));
+            }
+        }
+    }
+    out
+}
