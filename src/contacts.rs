@@ -20,7 +20,7 @@ pub mod limits {
     pub const ALTERNATES: usize = 20;
     pub const SUBSCRIPTIONS: usize = 50;
     pub const SUBSCRIPTION_FIELD: usize = 255;
-    /// `meta` once merged and serialised, in bytes.
+    /// A `meta` patch as sent, serialised, in bytes.
     pub const META_BYTES: usize = 16 * 1024;
 }
 

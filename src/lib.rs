@@ -10,6 +10,8 @@ pub mod auth;
 pub mod config;
 /// The create-or-update body (one import item too), validated into a store write.
 pub mod contacts;
+/// Bulk import: streamed items validated and written in batches, for the endpoint and the CLI.
+pub mod import;
 /// Routes, handlers, extractors, the error envelope and middleware.
 pub mod http;
 /// Sending the mail outbox over SMTP when configured.

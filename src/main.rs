@@ -5,7 +5,9 @@ use clap::{Parser, Subcommand};
 
 use bizkit_mirror::admin::{keys_table, Admin, KeyRequest};
 use bizkit_mirror::config::{DbConfig, LogConfig, ServeConfig};
+use bizkit_mirror::contacts::ContactSettings;
 use bizkit_mirror::server;
+use bizkit_mirror::store::Mode;
 
 #[derive(Parser)]
 #[command(name = "bizkit-mirror", version, about = "BizKitHub's customer API, served from SQLite or PostgreSQL")]
@@ -36,6 +38,26 @@ enum Command {
         db: DbConfig,
         #[command(subcommand)]
         command: OrgCommand,
+    },
+    /// Import contacts from a JSON array or NDJSON file (`-` for standard input), as the
+    /// import endpoint does, straight into the configured database.
+    Import {
+        #[command(flatten)]
+        db: DbConfig,
+        /// The file to read; `-` reads standard input.
+        file: std::path::PathBuf,
+        /// The organisation whose data receives the contacts.
+        #[arg(long, default_value = "default")]
+        org: String,
+        /// Write to the organisation's sandbox data instead of its live data.
+        #[arg(long)]
+        sandbox: bool,
+        /// Region of phone numbers written without a country prefix.
+        #[arg(long, env = "DEFAULT_PHONE_REGION", default_value = "CZ")]
+        phone_region: String,
+        /// Items written per transaction.
+        #[arg(long, env = "IMPORT_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch_size: u32,
     },
     /// Manage API keys (in the configured database; audited as `cli`).
     Key {
@@ -126,6 +148,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("{}\t{}\t{}", org.slug, org.created_at.format("%Y-%m-%d %H:%M:%S"), org.name);
                     }
                 }
+            }
+            Ok(())
+        }),
+        Some(Command::Import { db, file, org, sandbox, phone_region, batch_size }) => runtime.block_on(async {
+            let phone_region = bizkit_mirror::normalize::parse_region(&phone_region)
+                .with_context(|| format!("{phone_region:?} is not a region code such as CZ"))?;
+            let store = open(&db).await?;
+            let mode = if sandbox { Mode::Sandbox } else { Mode::Live };
+            let space = store.space_of(&org, mode).await.with_context(|| format!("no organisation {org:?}"))?;
+            let settings = ContactSettings { phone_region, import_batch: batch_size as usize };
+            let summary = bizkit_mirror::import::file::import_file(store, space, settings, &file).await?;
+            println!(
+                "imported {} items into {org} ({}): {} written, {} created, {} failed",
+                summary.items,
+                mode.as_str(),
+                summary.ok,
+                summary.created,
+                summary.failed
+            );
+            if let Some(stop) = &summary.error {
+                anyhow::bail!("the import stopped early: {} {}", stop.code, stop.message);
+            }
+            if summary.failed > 0 {
+                anyhow::bail!("{} items failed (listed above)", summary.failed);
             }
             Ok(())
         }),

@@ -51,6 +51,11 @@ fn bearer_key(headers: &HeaderMap) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| present(token)).flatten()
 }
 
+/// A key sent outside the body: the query parameter wins over the Bearer header.
+pub fn request_key(parts: &Parts) -> Option<String> {
+    query_key(parts).or_else(|| bearer_key(&parts.headers))
+}
+
 fn is_json(headers: &HeaderMap) -> Option<bool> {
     let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
     let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -120,7 +125,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let key = query_key(parts).or_else(|| bearer_key(&parts.headers));
+        let key = request_key(parts);
         let caller = state.keys.authorize(key.as_deref(), T::SCOPE, parts.extensions.get::<RateSlot>()).await?;
         let mut map = Map::new();
         if let Some(q) = parts.uri.query() {

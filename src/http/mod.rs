@@ -6,6 +6,7 @@ pub mod admin;
 pub mod customer;
 pub mod error;
 pub mod extract;
+pub mod import;
 pub mod ops;
 pub mod profile;
 
@@ -70,6 +71,7 @@ fn routes() -> Routes {
         .add(Method::POST, "/api/v1/customer/create-or-update", Some(Write), post(p::create_or_update))
         .add(Method::POST, "/api/v1/customer/credit-add", Some(Write), post(p::credit_add))
         .add(Method::POST, "/api/v1/customer/delete", Some(Write), post(p::delete))
+        .add(Method::POST, "/api/v1/customer/import", Some(Scope::CustomerImport), post(import::import))
         .add(Method::POST, "/contact/v1/register-account", Some(Write), post(a::register))
         .add(Method::GET, "/contact/v1/confirm-account", Some(Write), get(a::confirm))
         .add(Method::POST, "/contact/v1/login", Some(Write), post(a::login))

@@ -192,6 +192,14 @@ impl TestApp {
         split(res).await
     }
 
+    /// A new PROD key of organisation `acme` holding only these scopes.
+    pub async fn key_with_scopes(&self, scopes: &[&str]) -> String {
+        let key = ApiKey::generate(ApiKeyKind::Prod);
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.store.insert_key("acme", &bizkit_mirror::server::new_key(&key, "scoped", scopes)).await.expect("insert key");
+        key.expose().to_owned()
+    }
+
     pub async fn create(&self, key: &str, email: &str) -> Value {
         let (status, body) = self.post("/api/v1/customer/create", key, serde_json::json!({ "email": email })).await;
         assert_eq!(status, 200, "create {email}: {body}");

@@ -1,0 +1,55 @@
+//! `bizkit-mirror import FILE`: the same import as the HTTP endpoint, read from a file
+//! (or standard input) straight into the database, with a progress bar on a terminal.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{reader, CountingReader, Importer, Summary, READ_AHEAD};
+use crate::contacts::ContactSettings;
+use crate::store::{DynStore, SpaceId};
+
+/// Imports `path` (`-` for standard input) into `space`. Failed items are listed on
+/// standard error as they happen; the summary is returned.
+pub async fn import_file(store: DynStore, space: SpaceId, settings: ContactSettings, path: &Path) -> anyhow::Result<Summary> {
+    let (input, length): (Box<dyn Read + Send>, Option<u64>) = if path == Path::new("-") {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        let length = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), length)
+    };
+    let read = Arc::new(AtomicU64::new(0));
+    let rx = reader::spawn_reader(CountingReader::new(input, read.clone()), settings.import_batch, READ_AHEAD);
+    let bar = progress_bar(length);
+    let mut importer = Importer::new(store, space, settings, rx);
+    while let Some(results) = importer.next().await {
+        for r in results.iter().filter(|r| r.outcome.is_err()) {
+            bar.suspend(|| eprintln!("item {}: {}", r.index, r.to_json()["error"]));
+        }
+        let s = importer.summary();
+        bar.set_position(read.load(Ordering::Relaxed));
+        bar.set_message(format!("{} contacts, {} created, {} failed", s.items, s.created, s.failed));
+    }
+    bar.finish_and_clear();
+    Ok(importer.summary().clone())
+}
+
+/// Bytes read of the known length, or a spinner for a stream; hidden off a terminal.
+fn progress_bar(length: Option<u64>) -> ProgressBar {
+    let bar = match length {
+        Some(len) => ProgressBar::new(len).with_style(
+            ProgressStyle::with_template("{bar:32} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} {bytes_per_sec}  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_draw_target(ProgressDrawTarget::stderr());
+    bar
+}
