@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Writes COUNT contact items for the bulk import to stdout, one at a time, so any size fits in memory.
+
+    bench/gen_contacts.py 1000000 > contacts.ndjson
+    bench/gen_contacts.py 1000000 --format array --pad 500 > contacts.json
+"""
+import argparse
+import json
+import os
+import sys
+
+
+def contact(i, pad):
+    item = {
+        "email": f"user{i}@example.com",
+        "firstName": f"Name{i}",
+        "lastName": "Surname",
+        # +420 72, 73, 77 and 79 are Czech mobile ranges throughout (unlike 70, 71, 74-76, 78), so
+        # every number passes a mobile check; distinct for the first 40 million items.
+        "phone": f"+420 7{(2, 3, 7, 9)[i // 10000000 % 4]}{i % 10000000:07d}",
+        "groups": ["Import test"],
+        "meta": {"source": "bench", "n": i},
+    }
+    if pad:
+        item["meta"]["pad"] = "x" * pad
+    return json.dumps(item, separators=(",", ":"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("count", type=int, metavar="COUNT")
+    parser.add_argument("--format", choices=["ndjson", "array"], default="ndjson")
+    parser.add_argument("--pad", type=int, default=0, metavar="BYTES", help="extra bytes per item, in meta.pad")
+    args = parser.parse_args()
+    if args.count < 0 or args.pad < 0:
+        parser.error("COUNT and --pad must not be negative")
+    out = sys.stdout
+    array = args.format == "array"
+    try:
+        if array:
+            out.write("[\n")
+        for i in range(args.count):
+            if array:
+                out.write(contact(i, args.pad) + (",\n" if i + 1 < args.count else "\n"))
+            else:
+                out.write(contact(i, args.pad) + "\n")
+        if array:
+            out.write("]\n")
+        out.flush()
+    except BrokenPipeError:
+        # A reader that stops early (`| head`) is not an error; the flush at exit would report it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
