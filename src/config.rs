@@ -185,6 +185,10 @@ pub struct LogConfig {
     pub log_format: LogFormat,
 }
 
+fn parse_region(code: &str) -> Result<crate::normalize::Region, String> {
+    crate::normalize::parse_region(code).ok_or_else(|| format!("{code:?} is not a region code such as CZ or GB"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,8 +249,4 @@ mod tests {
         assert!(shown.contains("sslmode=require"), "{shown}");
         assert_eq!(DatabaseUrl("sqlite:bizkit-mirror.db".into()).to_string(), "sqlite:bizkit-mirror.db");
     }
-}
-
-fn parse_region(code: &str) -> Result<crate::normalize::Region, String> {
-    crate::normalize::parse_region(code).ok_or_else(|| format!("{code:?} is not a region code such as CZ or GB"))
 }
