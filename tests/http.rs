@@ -84,13 +84,17 @@ backend_test!(no_client_input_causes_a_5xx, |app| {
     let mut rng = rand::rng();
     let routes = bizkit_mirror::http::route_table();
     let keys = [app.keys.prod.clone(), app.keys.dev.clone(), "PRODshort".to_owned(), String::new()];
-    let fields = ["email", "companyName", "customerRealIp", "managerCuRefNo", "customerCuRefNo", "customerEmail", "notice", "cuRefNo", "identityId", "limit", "cursor", "apiKey"];
+    let fields = ["email", "companyName", "customerRealIp", "managerCuRefNo", "customerCuRefNo", "customerEmail", "notice", "cuRefNo", "identityId", "limit", "cursor", "apiKey",
+        "phone", "firstName", "groups", "meta", "subscriptions", "amount", "reason", "alternateEmails", "alternatePhones",
+        "referralCuRefNo", "premium", "ban"];
     let values = [
         json!(null), json!(true), json!(-1), json!(1e308), json!("") , json!("\u{0}"), json!("🙂".repeat(300)),
         json!("1cGIHvFoQDGLAbcA"), json!("a@b.co"), json!("::ffff:1.2.3.4"), json!([]), json!({ "a": [1] }),
         json!("x".repeat(5000)), json!("ZZZZZZZZZZZZZZZZ"), json!("Z9CPkS2o3UV163VQn5OUv0T8BQi8Fvdg"), json!("'; drop table customers; --"),
+        json!("+420 777 123 456"), json!(["VIP", "Osobní trenér"]), json!({ "k": null, "n": { "x": 1 } }), json!(9_223_372_036_854_775_807i64),
+        json!([{ "externalId": "s", "validUntil": "2001-01-01T00:00:00Z" }]), json!(["a@b.co", "+1 201-555-0123"]),
     ];
-    for round in 0..400 {
+    for round in 0..600 {
         let route = &routes[round % routes.len()];
         let (method, path) = (&route.method, route.path);
         let key = &keys[rng.random_range(0..keys.len())];
@@ -114,7 +118,9 @@ backend_test!(no_client_input_causes_a_5xx, |app| {
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
-        assert!(status < 500, "{method} {path} {query:?} → {status} {text}");
+        // An import reports item errors inside a 200; none may be a server error either.
+        let item_failed = path.ends_with("/import") && text.contains("\"INTERNAL_ERROR\"");
+        assert!(status < 500 && !item_failed, "{method} {path} {query:?} → {status} {text}");
     }
 });
 

@@ -119,3 +119,20 @@ backend_test!(a_streamed_body_of_thousands_of_items, |app| {
         assert_eq!(res["results"][count - 1]["index"], count - 1);
     }
 });
+
+/// Losing the database before anything is written is a 503, for an import as for one write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_is_503_postgres() {
+    let Some(app) = common::spawn_app(common::Backend::Postgres).await else {
+        eprintln!("skipped: TEST_DATABASE_URL is not set");
+        return;
+    };
+    let outage = common::Outage::start(&app).await;
+    let got = import(&app, "application/x-ndjson", "{\"email\": \"down@example.com\"}\n").await;
+    assert_error(&got, 503, "SERVICE_UNAVAILABLE");
+    let got = app.post("/api/v1/customer/create-or-update", &app.keys.prod, json!({ "email": "down@example.com" })).await;
+    assert_error(&got, 503, "SERVICE_UNAVAILABLE");
+    outage.end().await;
+    let (status, res) = import(&app, "application/x-ndjson", "{\"email\": \"down@example.com\"}\n").await;
+    assert_eq!((status, res["summary"]["created"].as_u64()), (200, Some(1)), "{res}");
+}
