@@ -18,6 +18,17 @@ trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 key=PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE
 rss() { awk "/$1/ {print \$2}" "/proc/$pid/status"; }
+# report LABEL: the summary of $tmp/result.json and the rate between $start and $end.
+report() {
+  python3 - "$1" "$tmp/result.json" "$start" "$end" <<'PY'
+import json, sys
+label, path, start, end = sys.argv[1:]
+s = json.load(open(path))["summary"]
+secs = float(end) - float(start)
+print(f"{label:<24} {s['items']:>9} items  {s['created']:>9} created  {s['failed']} failed  "
+      f"{secs:6.1f} s  {s['items'] / secs:8.0f} contacts/s")
+PY
+}
 
 echo "backend: ${DATABASE_URL%%:*}   contacts: $COUNT"
 echo "server memory before: $(rss VmRSS) kB"
@@ -28,13 +39,7 @@ python3 bench/gen_contacts.py "$COUNT" |
     -H 'Transfer-Encoding: chunked' --data-binary @- -o "$tmp/result.json" \
     -w '' "http://127.0.0.1:$PORT/api/v1/customer/import"
 end=$(date +%s.%N)
-python3 - "$tmp/result.json" "$start" "$end" <<'PY'
-import json, sys
-summary = json.load(open(sys.argv[1]))["summary"]
-secs = float(sys.argv[3]) - float(sys.argv[2])
-print(f"HTTP import (new):      {summary['items']:>9} items  {summary['created']:>9} created  {summary['failed']} failed  "
-      f"{secs:6.1f} s  {summary['items'] / secs:8.0f} contacts/s")
-PY
+report "HTTP import (new)"
 echo "server peak memory (VmHWM): $(rss VmHWM) kB   response: $(du -h "$tmp/result.json" | cut -f1)"
 
 # The same contacts again: every item is an update now.
@@ -44,13 +49,7 @@ start=$(date +%s.%N)
 curl -fsS -X POST -H "Authorization: Bearer $key" -H 'Content-Type: application/x-ndjson' \
   --data-binary @"$tmp/contacts.ndjson" -o "$tmp/result.json" "http://127.0.0.1:$PORT/api/v1/customer/import"
 end=$(date +%s.%N)
-python3 - "$tmp/result.json" "$start" "$end" <<'PY'
-import json, sys
-summary = json.load(open(sys.argv[1]))["summary"]
-secs = float(sys.argv[3]) - float(sys.argv[2])
-print(f"HTTP import (existing): {summary['items']:>9} items  {summary['ok']:>9} ok       {summary['failed']} failed  "
-      f"{secs:6.1f} s  {summary['items'] / secs:8.0f} contacts/s")
-PY
+report "HTTP import (existing)"
 echo "server peak memory (VmHWM): $(rss VmHWM) kB"
 
 # The command line, into the sandbox space so it creates rather than updates.

@@ -15,10 +15,7 @@ use crate::store::{CreateCustomer, MatchItem, MatchOutcome, MatchTarget, PagePos
 
 /// Longest accepted values, in characters, after cleaning.
 pub mod limits {
-    pub const COMPANY_NAME: usize = 255;
-    pub const NAME: usize = 100;
-    pub const REGISTRATION_NUMBER: usize = 64;
-    pub const TAX_ID: usize = 64;
+    pub use crate::contacts::limits::{COMPANY_NAME, NAME, REGISTRATION_NUMBER, TAX_ID};
     pub const NOTICE: usize = 2000;
     pub const LIST_DEFAULT: i64 = 50;
     pub const LIST_MAX: i64 = 500;
