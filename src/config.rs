@@ -147,6 +147,15 @@ pub struct ServeConfig {
 
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
+
+    /// Origins whose pages may call the API (comma-separated, exactly as browsers send
+    /// them, e.g. `http://localhost:5173`); empty turns CORS off. Unset: off, or `*`
+    /// under --demo.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS")]
+    pub cors_allowed_origins: Option<String>,
+    /// Accept `CORS_ALLOWED_ORIGINS=*` outside --demo.
+    #[arg(long, env = "CORS_ALLOW_ANY_ORIGIN", value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false, num_args = 0, default_missing_value = "1")]
+    pub cors_allow_any_origin: bool,
 }
 
 impl ServeConfig {
@@ -167,6 +176,11 @@ impl ServeConfig {
             phone_region: self.default_phone_region,
             import_batch: self.import_batch_size as usize,
         }
+    }
+
+    pub fn cors_policy(&self) -> anyhow::Result<crate::http::cors::CorsPolicy> {
+        crate::http::cors::CorsPolicy::parse(self.cors_allowed_origins.as_deref(), self.demo, self.cors_allow_any_origin)
+            .map_err(anyhow::Error::msg)
     }
 
     pub fn rate_limits(&self) -> crate::ratelimit::RateLimits {

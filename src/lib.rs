@@ -27,4 +27,4 @@ pub mod server;
 /// The `Store` trait and its PostgreSQL and SQLite implementations.
 pub mod store;
 
-pub use http::{app, AppState};
+pub use http::{app, app_with, AppState};

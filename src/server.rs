@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::auth::{KeyRegistry, Scope};
 use crate::config::{LogFormat, ServeConfig};
+use crate::http::cors::CorsPolicy;
 use crate::normalize::{ApiKey, ApiKeyKind};
 use crate::store::{DynStore, NewKey};
 use crate::AppState;
@@ -53,6 +54,13 @@ pub fn new_key(key: &ApiKey, label: &str, scopes: Vec<String>) -> NewKey {
 /// Opens the store, prepares its data, and serves until `shutdown` resolves.
 pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     tracing::info!(database = %config.db.database_url, bind = %config.bind, "starting");
+    // Checked before touching the database: a bad origin list is a mistake to fix now.
+    let cors = config.cors_policy()?;
+    match &cors {
+        CorsPolicy::Off => {}
+        CorsPolicy::Any => tracing::warn!("CORS: any origin may call the API (without credentials)"),
+        CorsPolicy::Origins(list) => tracing::info!(origins = ?list, "CORS: these origins may call the API"),
+    }
     let store = crate::store::connect(config.db.database_url.expose(), &config.db.pool_settings())
         .await
         .with_context(|| format!("cannot open DATABASE_URL {}", config.db.database_url))?;
@@ -94,7 +102,8 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         accounts: crate::accounts::Accounts::new(accounts),
         contacts: config.contact_settings(),
     };
-    serve(listener, state, shutdown, Duration::from_secs(config.shutdown_grace_seconds)).await
+    let app = crate::app_with(state, &cors);
+    serve_router(listener, app, shutdown, Duration::from_secs(config.shutdown_grace_seconds)).await
 }
 
 /// Serves `state` on `listener` until `shutdown`, then lets in-flight requests finish for
@@ -105,8 +114,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    serve_router(listener, crate::app(state), shutdown, grace).await
+}
+
+/// Like `serve`, for an application already assembled (e.g. behind a CORS policy).
+pub async fn serve_router(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, crate::app(state)).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });

@@ -3,7 +3,9 @@
 
 pub mod account;
 pub mod admin;
+pub mod cors;
 pub mod customer;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod import;
@@ -86,6 +88,8 @@ fn routes() -> Routes {
         .add(Method::GET, "/healthz", None, get(ops::healthz))
         .add(Method::GET, "/readyz", None, get(ops::readyz))
         .add(Method::GET, "/openapi.yaml", None, get(ops::openapi))
+        .add(Method::GET, "/docs", None, get(docs::page))
+        .add(Method::GET, docs::BUNDLE_PATH, None, get(docs::bundle))
         .add(Method::POST, "/admin/v1/organisations", Some(Scope::Admin), post(admin::create_organisation))
         .add(Method::GET, "/admin/v1/organisations", Some(Scope::Admin), get(admin::list_organisations))
         .add(Method::POST, "/admin/v1/api-keys", Some(Scope::Admin), post(admin::create_key))
@@ -107,6 +111,11 @@ pub fn app(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)
+}
+
+/// The application behind a CORS policy (`app` is the same with CORS off).
+pub fn app_with(state: AppState, cors: &cors::CorsPolicy) -> Router {
+    cors.apply(app(state))
 }
 
 async fn not_found(req: Request) -> ApiError {
