@@ -2,12 +2,13 @@
 # Bulk import throughput and memory, over loopback, on a release build.
 #   bench/import.sh                          # SQLite (temporary file), 100,000 contacts
 #   DATABASE_URL=postgres://… bench/import.sh
-#   COUNT=1000000 bench/import.sh            # ~200 MB of NDJSON: memory must stay flat
+#   COUNT=170000 PAD=1000 bench/import.sh     # ~200 MB of NDJSON: memory must stay flat
 # Streams generated NDJSON into POST /api/v1/customer/import, then the same file through
 # `bizkit-mirror import`, and prints contacts/s and the server's peak memory (VmHWM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-100000}
+PAD=${PAD:-0}   # bytes of padding in each contact's meta, for a larger body
 PORT=${PORT:-18182}
 tmp=$(mktemp -d)
 export DATABASE_URL=${DATABASE_URL:-sqlite:$tmp/bench.db}
@@ -34,7 +35,7 @@ echo "backend: ${DATABASE_URL%%:*}   contacts: $COUNT"
 echo "server memory before: $(rss VmRSS) kB"
 # The generator pipes straight into curl: the body is never on disk or in memory whole.
 start=$(date +%s.%N)
-python3 bench/gen_contacts.py "$COUNT" |
+python3 bench/gen_contacts.py "$COUNT" --pad "$PAD" |
   curl -fsS -X POST -H "Authorization: Bearer $key" -H 'Content-Type: application/x-ndjson' \
     -H 'Transfer-Encoding: chunked' --data-binary @- -o "$tmp/result.json" \
     -w '' "http://127.0.0.1:$PORT/api/v1/customer/import"
@@ -43,7 +44,7 @@ report "HTTP import (new)"
 echo "server peak memory (VmHWM): $(rss VmHWM) kB   response: $(du -h "$tmp/result.json" | cut -f1)"
 
 # The same contacts again: every item is an update now.
-python3 bench/gen_contacts.py "$COUNT" > "$tmp/contacts.ndjson"
+python3 bench/gen_contacts.py "$COUNT" --pad "$PAD" > "$tmp/contacts.ndjson"
 echo "input file: $(du -h "$tmp/contacts.ndjson" | cut -f1)"
 start=$(date +%s.%N)
 curl -fsS -X POST -H "Authorization: Bearer $key" -H 'Content-Type: application/x-ndjson' \
