@@ -4,14 +4,15 @@
 //! stdout versus stderr, signals and exit codes.
 
 mod common;
+mod demo_child;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{Backend, TestDb};
+use demo_child::{drain, text, Sink};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
@@ -43,25 +44,6 @@ const SERVER_ENV: &[&str] = &[
     "SMTP_URL",
     "MAIL_FROM",
 ];
-
-type Sink = Arc<Mutex<Vec<u8>>>;
-
-/// Drains a pipe on a thread of its own, so a chatty child never blocks on a full pipe.
-fn drain(mut pipe: impl Read + Send + 'static, sink: Sink) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => sink.lock().unwrap().extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-}
-
-fn text(sink: &Sink) -> String {
-    String::from_utf8_lossy(&sink.lock().unwrap()).into_owned()
-}
 
 /// Everything a finished child left behind.
 struct Finished {

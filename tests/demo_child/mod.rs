@@ -36,10 +36,11 @@ const SERVER_ENV: &[&str] = &[
     "RUST_LOG",
 ];
 
-type Sink = Arc<Mutex<Vec<u8>>>;
+/// Bytes a child wrote to one of its pipes, collected by `drain`.
+pub type Sink = Arc<Mutex<Vec<u8>>>;
 
 /// Drains a pipe on a thread of its own, so a chatty child never blocks on a full pipe.
-fn drain(mut pipe: impl Read + Send + 'static, sink: Sink) -> JoinHandle<()> {
+pub fn drain(mut pipe: impl Read + Send + 'static, sink: Sink) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         loop {
@@ -51,7 +52,7 @@ fn drain(mut pipe: impl Read + Send + 'static, sink: Sink) -> JoinHandle<()> {
     })
 }
 
-fn text(sink: &Sink) -> String {
+pub fn text(sink: &Sink) -> String {
     String::from_utf8_lossy(&sink.lock().unwrap()).into_owned()
 }
 
