@@ -114,6 +114,10 @@ pub const REGISTER: &str = "insert into customers (space_id, cu_ref_no, email, e
      and (customers.password_hash is null or customers.account_confirmed_at is null) \
      returning id, cu_ref_no";
 
+/// Ends every live session of a customer (`$2`) at `$3`: a ban, from either path.
+pub(crate) const END_CUSTOMER_SESSIONS: &str =
+    "update sessions set revoked_at = $3 where space_id = $1 and customer_id = $2 and revoked_at is null";
+
 macro_rules! impl_accounts {
     ($store:ident) => {
         impl $store {
@@ -376,7 +380,7 @@ macro_rules! impl_accounts {
                     return Ok(false);
                 };
                 if ban {
-                    sqlx::query("update sessions set revoked_at = $3 where space_id = $1 and customer_id = $2 and revoked_at is null")
+                    sqlx::query($crate::store::accounts::END_CUSTOMER_SESSIONS)
                         .bind(space.0)
                         .bind(customer)
                         .bind(now)

@@ -21,12 +21,7 @@ macro_rules! impl_contact_writes {
                 // address or number finds its contact but does not replace its own.
                 let (found, by_alternate) = match &w.cu_ref_no {
                     Some(cu) => {
-                        let id = sqlx::query_scalar::<_, i64>(&self.q.customer_id)
-                            .bind(space.0)
-                            .bind(cu.as_str())
-                            .fetch_optional(&mut **tx)
-                            .await?;
-                        match id {
+                        match self.customer_id_with(&mut **tx, space, cu.as_str()).await? {
                             Some(id) => (Some(id), None),
                             None => return Ok(Err(Refusal::NotFound)),
                         }
@@ -57,12 +52,7 @@ macro_rules! impl_contact_writes {
                     return Ok(Err(refusal));
                 }
                 let referrer = match &w.referral {
-                    Some(Some(cu)) => match sqlx::query_scalar::<_, i64>(&self.q.customer_id)
-                        .bind(space.0)
-                        .bind(cu.as_str())
-                        .fetch_optional(&mut **tx)
-                        .await?
-                    {
+                    Some(Some(cu)) => match self.customer_id_with(&mut **tx, space, cu.as_str()).await? {
                         Some(id) => Some(Some(id)),
                         None => return Ok(Err(Refusal::ReferrerNotFound)),
                     },
@@ -116,7 +106,7 @@ macro_rules! impl_contact_writes {
                             }
                         }
                         if w.ban == Some(true) {
-                            sqlx::query("update sessions set revoked_at = $3 where space_id = $1 and customer_id = $2 and revoked_at is null")
+                            sqlx::query($crate::store::accounts::END_CUSTOMER_SESSIONS)
                                 .bind(space.0)
                                 .bind(id)
                                 .bind(now)

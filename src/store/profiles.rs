@@ -330,12 +330,7 @@ macro_rules! impl_profiles {
                         return Ok(CreditOutcome::Replayed { balance });
                     }
                 }
-                let Some(id) = sqlx::query_scalar::<_, i64>(&self.q.customer_id)
-                    .bind(space.0)
-                    .bind(credit.cu_ref_no.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                else {
+                let Some(id) = self.customer_id_with(&mut *tx, space, credit.cu_ref_no.as_str()).await? else {
                     return Ok(CreditOutcome::NotFound);
                 };
                 sqlx::query("insert into credit_ledger (space_id, customer_id, amount, reason, created_at) values ($1, $2, $3, $4, $5)")

@@ -511,10 +511,20 @@ macro_rules! impl_store {
             }
 
             async fn customer_id(&self, space: $crate::store::SpaceId, cu_ref_no: &str) -> $crate::store::StoreResult<Option<i64>> {
+                self.customer_id_with(&self.pool, space, cu_ref_no).await
+            }
+
+            /// The live customer's id, read through `exec` (the pool, or a transaction).
+            async fn customer_id_with<'e, E: sqlx::Executor<'e, Database = $db>>(
+                &self,
+                exec: E,
+                space: $crate::store::SpaceId,
+                cu_ref_no: &str,
+            ) -> $crate::store::StoreResult<Option<i64>> {
                 Ok(sqlx::query_scalar::<_, i64>(&self.q.customer_id)
                     .bind(space.0)
                     .bind(cu_ref_no)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(exec)
                     .await?)
             }
 
