@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{Backend, TestDb};
-use demo_child::{drain, text, Sink};
+use demo_child::{drain, free_port, text, Sink};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
@@ -71,13 +71,6 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
-}
-
-/// A port that was free a moment ago. The race with other processes is handled by
-/// `Server::start` retrying when the bind fails.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().unwrap().port()
 }
 
 fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, Sink, Sink, Vec<JoinHandle<()>>) {

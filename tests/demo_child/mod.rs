@@ -96,9 +96,9 @@ impl Drop for DemoServer {
     }
 }
 
-/// A port that was free a moment ago; `DemoServer::start` retries if another process
-/// takes it before the child binds.
-fn free_port() -> u16 {
+/// A port that was free a moment ago; a caller retries if another process takes it
+/// before its child binds.
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().unwrap().port()
 }
