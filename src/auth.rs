@@ -8,10 +8,30 @@ use std::time::Duration;
 use chrono::Utc;
 use moka::future::Cache;
 
-use crate::http::error::ApiError;
 use crate::normalize::{ApiKey, ApiKeyKind};
 use crate::ratelimit::{RateLimits, RateSlot};
-use crate::store::{DynStore, KeyRecord, Mode, SpaceId};
+use crate::store::{DynStore, KeyRecord, Mode, SpaceId, StoreError};
+
+/// Why a key was refused, in the order the checks run.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No key was given, or the registry does not know it.
+    #[error("no API key was given, or it does not exist")]
+    Missing,
+    #[error("the API key must be 32 characters: PROD, DEV_ or ROOT and 28 letters or digits")]
+    Format,
+    #[error("the API key has expired")]
+    Expired,
+    #[error("the API key has been revoked")]
+    Revoked,
+    #[error("rate limit exceeded; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    /// The key lacks the scope, or its kind may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// What a key may do. Every endpoint names the one it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,9 +108,9 @@ impl KeyRegistry {
 
     /// Runs the pipeline for a raw key (already chosen by precedence). The rate state, once
     /// known, is left in `rate` for the response headers, whatever the outcome after it.
-    pub async fn authorize(&self, raw: Option<&str>, scope: Scope, rate: Option<&RateSlot>) -> Result<Caller, ApiError> {
-        let raw = raw.ok_or(ApiError::KeyMissing)?;
-        let key = ApiKey::parse(raw).map_err(|_| ApiError::KeyFormat)?;
+    pub async fn authorize(&self, raw: Option<&str>, scope: Scope, rate: Option<&RateSlot>) -> Result<Caller, AuthError> {
+        let raw = raw.ok_or(AuthError::Missing)?;
+        let key = ApiKey::parse(raw).map_err(|_| AuthError::Format)?;
         let digest = key.digest();
         let store = self.store.clone();
         let lookup = digest.clone();
@@ -98,14 +118,14 @@ impl KeyRegistry {
             .cache
             .try_get_with(digest, async move { store.resolve_key(&lookup).await.map(|r| r.map(Arc::new)) })
             .await
-            .map_err(|e| ApiError::from_store_ref(&e))?
-            .ok_or(ApiError::KeyMissing)?;
+            .map_err(|e| StoreError::clone(&e))?
+            .ok_or(AuthError::Missing)?;
         let now = Utc::now();
         if record.revoked_at.is_some_and(|t| t <= now) {
-            return Err(ApiError::KeyRevoked);
+            return Err(AuthError::Revoked);
         }
         if record.expires_at.is_some_and(|t| t <= now) {
-            return Err(ApiError::KeyExpired);
+            return Err(AuthError::Expired);
         }
         if let Some(outcome) = self.limits.check(record.id, record.kind, record.rate_limit_per_minute) {
             let info = outcome.unwrap_or_else(|refused| refused);
@@ -113,11 +133,11 @@ impl KeyRegistry {
                 slot.set(info);
             }
             if let Some(retry_after) = outcome.err().and_then(|r| r.retry_after) {
-                return Err(ApiError::RateLimited { retry_after });
+                return Err(AuthError::RateLimited { retry_after });
             }
         }
         if !record.scopes.iter().any(|s| s == scope.as_str()) {
-            return Err(ApiError::Forbidden(format!("this key lacks the {} scope", scope.as_str())));
+            return Err(AuthError::Forbidden(format!("this key lacks the {} scope", scope.as_str())));
         }
         tracing::debug!(key = key.prefix8(), organisation = %record.organisation, "key accepted");
         self.note_use(record.id);

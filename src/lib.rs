@@ -1,15 +1,19 @@
 //! bizkit-mirror: BizKitHub's customer API, served from SQLite or PostgreSQL.
 
-/// Storefront account settings, the bounded password-hashing pool, confirmation mail.
+/// Storefront accounts: settings, password hashing, confirmation mail, sign-up and sign-in rules.
 pub mod accounts;
 /// Administration (organisations, keys, audit) shared by the admin endpoints and the CLI.
 pub mod admin;
-/// The key pipeline: precedence, format, registry (cached), expiry, revocation, scope.
+/// The key pipeline: format, registry (cached), expiry, revocation, rate limit, scope.
 pub mod auth;
 /// Every setting, from flags and environment.
 pub mod config;
-/// The create-or-update body (one import item too), validated into a store write.
+/// Profiles written: create-or-update (and its item format), credit, erasure.
 pub mod contacts;
+/// BizKitHub's customer endpoints as rules: create, detail, relations and their pages.
+pub mod customers;
+/// Input fields read into validated values, and every field's limits, in one place.
+pub mod fields;
 /// Bulk import: streamed items validated and written in batches, for the endpoint and the CLI.
 pub mod import;
 /// Routes, handlers, extractors, the error envelope and middleware.

@@ -158,7 +158,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mode = if sandbox { Mode::Sandbox } else { Mode::Live };
             let space = store.space_of(&org, mode).await.with_context(|| format!("no organisation {org:?}"))?;
             let settings = ContactSettings { phone_region, import_batch: batch_size as usize };
-            let summary = bizkit_mirror::import::file::import_file(store, space, settings, &file).await?;
+            let report = |r: &bizkit_mirror::import::ItemResult| {
+                eprintln!("item {}: {}", r.index, bizkit_mirror::http::import::item_json(r)["error"]);
+            };
+            let summary = bizkit_mirror::import::file::import_file(store, space, settings, &file, report).await?;
             println!(
                 "imported {} items into {org} ({}): {} written, {} created, {} failed",
                 summary.items,
@@ -167,8 +170,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 summary.created,
                 summary.failed
             );
-            if let Some(stop) = &summary.error {
-                anyhow::bail!("the import stopped early: {} {}", stop.code, stop.message);
+            if let Some(stop) = &summary.stop {
+                anyhow::bail!("the import stopped early: {stop:?}");
             }
             if summary.failed > 0 {
                 anyhow::bail!("{} items failed (listed above)", summary.failed);

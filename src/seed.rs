@@ -1,7 +1,13 @@
 //! The demo data set (`--demo`): the reference's own example keys, customers and session,
 //! so that every example in BizKitHub's documentation runs verbatim against this server.
 
-use crate::normalize::ApiKeyKind;
+use anyhow::Context;
+
+use crate::auth::Scope;
+use crate::normalize::{sha256_hex, ApiKey, ApiKeyKind, CuRefNo, Email, Phone, Region};
+use crate::store::{
+    now, ContactWrite, CreditAdd, DynStore, Group, Idempotency, Mode, NewKey, SubscriptionStatus, SubscriptionWrite, SESSION_LIFETIME,
+};
 
 pub struct SeedKey {
     pub kind: ApiKeyKind,
@@ -93,3 +99,98 @@ pub const DEMO: Seed = Seed {
     ],
     sessions: &[SeedSession { cu_ref_no: "1cGIHvFoQDGLAbcA", identity_id: "Z9CPkS2o3UV163VQn5OUv0T8BQi8Fvdg" }],
 };
+
+impl Seed {
+    /// Writes the data set idempotently: what exists is left as it is (a demo database
+    /// keeps what its users changed), except the sessions, whose expiry is renewed so the
+    /// reference's example identityId keeps working however long the database lives.
+    /// Customers and credit go through the same writes as the API.
+    pub async fn apply(&self, store: &DynStore) -> anyhow::Result<()> {
+        store.ensure_organisation(self.organisation, self.organisation_name).await?;
+        for k in self.keys {
+            let key = ApiKey::parse(k.key).context("demo key")?;
+            let new = NewKey {
+                kind: k.kind,
+                digest: key.digest(),
+                prefix: key.prefix8().to_owned(),
+                label: k.label.to_owned(),
+                scopes: Scope::all_names(),
+                expires_at: None,
+                rate_limit_per_minute: None,
+            };
+            store.insert_key(self.organisation, &new).await?;
+        }
+        for mode in [Mode::Live, Mode::Sandbox] {
+            let space = store.space_of(self.organisation, mode).await?;
+            for c in self.customers {
+                let cu = CuRefNo::parse(c.cu_ref_no).context("demo cuRefNo")?;
+                if store.customer_exists(space, &cu).await? {
+                    continue;
+                }
+                let refused = |r| anyhow::anyhow!("demo customer {} refused: {r:?}", c.cu_ref_no);
+                store.upsert_contact(space, &c.write(cu)?).await?.map_err(refused)?;
+            }
+            for c in self.customers {
+                let cu = CuRefNo::parse(c.cu_ref_no).context("demo cuRefNo")?;
+                if let Some(referrer) = c.referrer {
+                    let write = ContactWrite {
+                        cu_ref_no: Some(cu.clone()),
+                        referral: Some(Some(CuRefNo::parse(referrer).context("demo referrer")?)),
+                        ..Default::default()
+                    };
+                    let refused = |r| anyhow::anyhow!("demo referral of {} refused: {r:?}", c.cu_ref_no);
+                    store.upsert_contact(space, &write).await?.map_err(refused)?;
+                }
+                // Keyed per customer: a later start replays the first addition instead of
+                // adding again.
+                if let Some((amount, reason)) = c.credit {
+                    let credit = CreditAdd {
+                        cu_ref_no: cu.clone(),
+                        amount,
+                        reason: reason.into(),
+                        idempotency: Some(Idempotency {
+                            key: format!("demo-seed-credit-{}", c.cu_ref_no),
+                            fingerprint: format!("{amount} {reason}"),
+                        }),
+                    };
+                    store.add_credit(space, &credit).await?;
+                }
+            }
+            for s in self.sessions {
+                let cu = CuRefNo::parse(s.cu_ref_no).context("demo session cuRefNo")?;
+                store.renew_session(space, &cu, &sha256_hex(s.identity_id), now() + SESSION_LIFETIME).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SeedCustomer {
+    /// The customer as a create-or-update with its published cuRefNo.
+    fn write(&self, cu: CuRefNo) -> anyhow::Result<ContactWrite> {
+        let subscription = |s: &SeedSubscription| SubscriptionWrite {
+            external_id: s.external_id.into(),
+            product_slug: Some(s.product_slug.into()),
+            product_code: Some(s.product_code.into()),
+            order_number: Some(s.order_number.into()),
+            order_hash: Some(s.order_hash.into()),
+            auto_renew: Some(s.auto_renew),
+            status: Some(SubscriptionStatus::Active),
+            valid_until: Some(None),
+        };
+        Ok(ContactWrite {
+            email: Some(Email::parse(self.email).context("demo e-mail")?),
+            phone: self.phone.map(|p| Phone::parse(p, Region::CZ)).transpose().context("demo phone")?,
+            first_name: Some(self.first_name.map(str::to_owned)),
+            last_name: Some(self.last_name.map(str::to_owned)),
+            company_name: Some(self.company_name.map(str::to_owned)),
+            premium: Some(self.premium),
+            groups: Some(
+                self.groups.iter().map(|(name, slug)| Group { name: (*name).into(), slug: (*slug).into() }).collect(),
+            ),
+            subscriptions: self.subscriptions.iter().map(subscription).collect(),
+            new_cu_ref_no: Some(cu),
+            ..Default::default()
+        })
+    }
+}

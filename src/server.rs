@@ -73,7 +73,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         }
     }
     if config.demo {
-        store.apply_seed(&crate::seed::DEMO).await?;
+        crate::seed::DEMO.apply(&store).await?;
         tracing::warn!(
             "DEMO MODE: seeded the public example keys PRODPGrF…, DEV_PGrF… and ROOTPGrF…; anyone who has read \
              BizKitHub's documentation can use them. Never run --demo on data you care about."

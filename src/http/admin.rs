@@ -4,25 +4,18 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, REQUEST_ID};
 use super::extract::{Endpoint, KeyedJson, KeyedQuery};
+use super::pagination::{decode_audit, encode_audit};
+use super::wire::{self, success, Success};
 use super::AppState;
-use crate::admin::{Admin, AdminError, KeyRequest};
+use crate::admin::{Admin, KeyRequest};
 use crate::auth::{Caller, Scope};
-
-impl From<AdminError> for ApiError {
-    fn from(err: AdminError) -> Self {
-        match err {
-            AdminError::Invalid { field, message } => ApiError::invalid(message, Some(field)),
-            AdminError::TooLong { field, max } => ApiError::ValueTooLong { field, max },
-            AdminError::Forbidden(message) => ApiError::Forbidden(message),
-            AdminError::Store(e) => e.into(),
-        }
-    }
-}
+use crate::fields;
+use crate::store::PagePos;
 
 /// The one gate every admin handler passes: a ROOT key, acting under this request's id.
 fn admin<'a>(state: &'a AppState, caller: &Caller) -> Result<Admin<'a>, ApiError> {
@@ -40,13 +33,18 @@ impl Endpoint for CreateOrganisationBody {
     const SCOPE: Scope = Scope::Admin;
 }
 
+#[derive(Serialize)]
+pub struct OrganisationCreated {
+    organisation: wire::Organisation,
+}
+
 pub async fn create_organisation(
     State(state): State<AppState>,
     req: KeyedJson<CreateOrganisationBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Success<OrganisationCreated>>, ApiError> {
     let b = req.body;
     let organisation = admin(&state, &req.caller)?.create_organisation(b.slug.as_deref(), b.name.as_deref()).await?;
-    Ok(Json(json!({ "success": true, "organisation": organisation })))
+    Ok(Json(success(OrganisationCreated { organisation: organisation.into() })))
 }
 
 #[derive(Deserialize)]
@@ -56,12 +54,17 @@ impl Endpoint for ListOrganisationsQuery {
     const SCOPE: Scope = Scope::Admin;
 }
 
+#[derive(Serialize)]
+pub struct Organisations {
+    organisations: Vec<wire::Organisation>,
+}
+
 pub async fn list_organisations(
     State(state): State<AppState>,
     req: KeyedQuery<ListOrganisationsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Success<Organisations>>, ApiError> {
     let organisations = admin(&state, &req.caller)?.list_organisations().await?;
-    Ok(Json(json!({ "success": true, "organisations": organisations })))
+    Ok(Json(success(Organisations { organisations: wire::all(organisations) })))
 }
 
 #[derive(Deserialize)]
@@ -79,7 +82,26 @@ impl Endpoint for CreateKeyBody {
     const SCOPE: Scope = Scope::Admin;
 }
 
-pub async fn create_key(State(state): State<AppState>, req: KeyedJson<CreateKeyBody>) -> Result<Json<Value>, ApiError> {
+/// A new key, shown this once, with what an administrator sees of it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyCreated {
+    id: i64,
+    key: String,
+    organisation: String,
+    prefix: String,
+    kind: &'static str,
+    label: String,
+    scopes: Vec<String>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    rate_limit_per_minute: Option<i64>,
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    req: KeyedJson<CreateKeyBody>,
+) -> Result<Json<Success<KeyCreated>>, ApiError> {
     let b = req.body;
     let request = KeyRequest {
         organisation: b.organisation,
@@ -90,19 +112,18 @@ pub async fn create_key(State(state): State<AppState>, req: KeyedJson<CreateKeyB
         rate_limit_per_minute: b.rate_limit_per_minute,
     };
     let created = admin(&state, &req.caller)?.create_key(request).await?;
-    let i = &created.info;
-    Ok(Json(json!({
-        "success": true,
-        "id": i.id,
-        "key": created.key.expose(),
-        "organisation": created.organisation,
-        "prefix": i.prefix,
-        "kind": i.kind.as_str(),
-        "label": i.label,
-        "scopes": i.scopes,
-        "createdAt": i.created_at,
-        "expiresAt": i.expires_at,
-        "rateLimitPerMinute": i.rate_limit_per_minute,
+    let i = created.info;
+    Ok(Json(success(KeyCreated {
+        id: i.id,
+        key: created.key.expose().to_owned(),
+        organisation: created.organisation,
+        prefix: i.prefix,
+        kind: i.kind.as_str(),
+        label: i.label,
+        scopes: i.scopes,
+        created_at: i.created_at,
+        expires_at: i.expires_at,
+        rate_limit_per_minute: i.rate_limit_per_minute,
     })))
 }
 
@@ -115,9 +136,17 @@ impl Endpoint for ListKeysQuery {
     const SCOPE: Scope = Scope::Admin;
 }
 
-pub async fn list_keys(State(state): State<AppState>, req: KeyedQuery<ListKeysQuery>) -> Result<Json<Value>, ApiError> {
+#[derive(Serialize)]
+pub struct Keys {
+    keys: Vec<wire::KeyInfo>,
+}
+
+pub async fn list_keys(
+    State(state): State<AppState>,
+    req: KeyedQuery<ListKeysQuery>,
+) -> Result<Json<Success<Keys>>, ApiError> {
     let keys = admin(&state, &req.caller)?.list_keys(req.query.organisation.as_deref()).await?;
-    Ok(Json(json!({ "success": true, "keys": keys })))
+    Ok(Json(success(Keys { keys: wire::all(keys) })))
 }
 
 #[derive(Deserialize)]
@@ -129,11 +158,19 @@ impl Endpoint for RevokeKeyBody {
     const SCOPE: Scope = Scope::Admin;
 }
 
-pub async fn revoke_key(State(state): State<AppState>, req: KeyedJson<RevokeKeyBody>) -> Result<Json<Value>, ApiError> {
+#[derive(Serialize)]
+pub struct Revoked {
+    revoked: bool,
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    req: KeyedJson<RevokeKeyBody>,
+) -> Result<Json<Success<Revoked>>, ApiError> {
     let (revoked, digest) = admin(&state, &req.caller)?.revoke_key(req.body.id).await?;
     // The key may sit in this server's cache; the next request must already be refused.
     state.keys.evict_digest(&digest).await;
-    Ok(Json(json!({ "success": true, "revoked": revoked })))
+    Ok(Json(success(Revoked { revoked })))
 }
 
 #[derive(Deserialize)]
@@ -147,10 +184,24 @@ impl Endpoint for AuditQuery {
     const SCOPE: Scope = Scope::Admin;
 }
 
-pub async fn list_audit(State(state): State<AppState>, req: KeyedQuery<AuditQuery>) -> Result<Json<Value>, ApiError> {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    entries: Vec<wire::AuditEntry>,
+    next_cursor: Option<String>,
+}
+
+pub async fn list_audit(
+    State(state): State<AppState>,
+    req: KeyedQuery<AuditQuery>,
+) -> Result<Json<Success<AuditPage>>, ApiError> {
     let q = req.query;
-    let page = admin(&state, &req.caller)?
-        .list_audit(q.organisation.as_deref(), q.limit.as_deref(), q.cursor.as_deref())
-        .await?;
-    Ok(Json(json!({ "success": true, "entries": page.entries, "nextCursor": page.next_cursor })))
+    let admin = admin(&state, &req.caller)?;
+    let limit = fields::page_limit(q.limit.as_deref())?;
+    let before = match q.cursor.as_deref() {
+        None => PagePos::TOP,
+        Some(c) => decode_audit(c).ok_or_else(|| fields::invalid("cursor", "cursor is not valid"))?,
+    };
+    let page = admin.list_audit(q.organisation.as_deref(), limit, before).await?;
+    Ok(Json(success(AuditPage { entries: wire::all(page.entries), next_cursor: page.next.map(encode_audit) })))
 }

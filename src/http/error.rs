@@ -5,8 +5,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::normalize::{EmailError, IpError, PasswordError, PhoneError, TooLong, PASSWORD_MAX_CHARS};
-use crate::store::StoreError;
+use crate::accounts::AccountError;
+use crate::admin::AdminError;
+use crate::auth::AuthError;
+use crate::contacts::ContactError;
+use crate::customers::CustomerError;
+use crate::fields::{InputError, Problem};
+use crate::normalize::{PasswordError, PASSWORD_MAX_CHARS};
+use crate::store::{ContactRefusal, StoreError};
 
 tokio::task_local! {
     /// The current request's id, so every error envelope can carry it.
@@ -169,40 +175,6 @@ impl ApiError {
         ApiError::InvalidRequest { message: message.into(), field: field.map(str::to_owned) }
     }
 
-    pub fn missing(field: &str) -> Self {
-        ApiError::invalid(format!("{field} is required"), Some(field))
-    }
-
-    pub fn email(field: &'static str) -> impl FnOnce(EmailError) -> ApiError {
-        move |e| ApiError::InvalidEmail { field, reason: e.to_string() }
-    }
-
-    pub fn ip(field: &'static str) -> impl FnOnce(IpError) -> ApiError {
-        move |e| ApiError::InvalidIp { field, reason: e.to_string() }
-    }
-
-    pub fn phone(field: &'static str) -> impl FnOnce(PhoneError) -> ApiError {
-        move |e| ApiError::InvalidPhone { field, reason: e.to_string() }
-    }
-
-    pub fn too_long(field: &'static str) -> impl FnOnce(TooLong) -> ApiError {
-        move |e| ApiError::ValueTooLong { field, max: e.max }
-    }
-
-    pub fn password(e: PasswordError) -> ApiError {
-        match e {
-            PasswordError::Weak => ApiError::WeakPassword(e.to_string()),
-            PasswordError::TooLong => ApiError::ValueTooLong { field: "password", max: PASSWORD_MAX_CHARS },
-        }
-    }
-
-    pub fn from_store_ref(err: &StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(_) => ApiError::Unavailable,
-            other => ApiError::Internal(other.to_string()),
-        }
-    }
-
     /// Renders the envelope for a request id known to the caller.
     pub fn into_response_with_id(self, request_id: &str) -> Response {
         let status = self.status();
@@ -224,9 +196,111 @@ impl ApiError {
     }
 }
 
+// How each layer's errors read to a client: every mapping is here.
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::from_store_ref(&err)
+        match err {
+            StoreError::Unavailable(_) => ApiError::Unavailable,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(err: InputError) -> Self {
+        let (field, problem) = match err {
+            InputError::Shape { message, field } => return ApiError::InvalidRequest { message, field },
+            InputError::Field { field, problem } => (field, problem),
+        };
+        match problem {
+            Problem::Missing => ApiError::invalid(format!("{field} is required"), Some(field)),
+            Problem::Invalid(message) => ApiError::invalid(message, Some(field)),
+            Problem::TooMany { max } => ApiError::invalid(format!("{field} may hold at most {max} items"), Some(field)),
+            Problem::Email(e) => ApiError::InvalidEmail { field, reason: e.to_string() },
+            Problem::Phone(e) => ApiError::InvalidPhone { field, reason: e.to_string() },
+            Problem::Ip(e) => ApiError::InvalidIp { field, reason: e.to_string() },
+            Problem::CuRefNo => ApiError::InvalidCuRefNo { field },
+            Problem::IdentityId => ApiError::InvalidIdentityId { field },
+            Problem::TooLong { max } => ApiError::ValueTooLong { field, max },
+            Problem::Password(e @ PasswordError::Weak) => ApiError::WeakPassword(e.to_string()),
+            Problem::Password(PasswordError::TooLong) => {
+                ApiError::ValueTooLong { field: "password", max: PASSWORD_MAX_CHARS }
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Missing => ApiError::KeyMissing,
+            AuthError::Format => ApiError::KeyFormat,
+            AuthError::Expired => ApiError::KeyExpired,
+            AuthError::Revoked => ApiError::KeyRevoked,
+            AuthError::RateLimited { retry_after } => ApiError::RateLimited { retry_after },
+            AuthError::Forbidden(message) => ApiError::Forbidden(message),
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<CustomerError> for ApiError {
+    fn from(err: CustomerError) -> Self {
+        match err {
+            CustomerError::NotFound => ApiError::CustomerNotFound { field: "cuRefNo" },
+            CustomerError::ManagerNotFound => ApiError::ManagerNotFound,
+            CustomerError::TargetNotFound => ApiError::CustomerNotFound { field: "customerCuRefNo" },
+            CustomerError::SelfMatch => ApiError::SelfMatch,
+            CustomerError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ContactError> for ApiError {
+    fn from(err: ContactError) -> Self {
+        match err {
+            ContactError::Input(e) => e.into(),
+            ContactError::Refused(refusal) => match refusal {
+                ContactRefusal::NotFound => ApiError::CustomerNotFound { field: "cuRefNo" },
+                ContactRefusal::ReferrerNotFound => ApiError::CustomerNotFound { field: "referralCuRefNo" },
+                ContactRefusal::EmailTaken => {
+                    ApiError::InvalidEmail { field: "email", reason: "the address belongs to another contact".into() }
+                }
+                ContactRefusal::PhoneTaken => ApiError::InvalidPhone {
+                    field: "phone",
+                    reason: "the number belongs to another contact without e-mail".into(),
+                },
+                ContactRefusal::SubscriptionTaken(id) => ApiError::invalid(
+                    format!("subscription {id} belongs to another contact"),
+                    Some("subscriptions.externalId"),
+                ),
+                ContactRefusal::NoContactPoint => {
+                    ApiError::invalid("a new contact needs an email or a phone", Some("email"))
+                }
+            },
+            ContactError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+            ContactError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(err: AdminError) -> Self {
+        match err {
+            AdminError::Input(e) => e.into(),
+            AdminError::Forbidden(message) => ApiError::Forbidden(message),
+            AdminError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Store(e) => e.into(),
+            AccountError::Hash(e) => ApiError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -235,4 +309,42 @@ impl IntoResponse for ApiError {
         let id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
         self.into_response_with_id(&id)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::contacts::ContactBody;
+    use crate::normalize::Region;
+
+    /// The code and field a client is shown for a create-or-update body.
+    fn refusal(body: Value) -> (&'static str, Option<String>) {
+        let err = ContactBody::from_json(body).and_then(|b| b.into_write(Region::CZ)).unwrap_err();
+        let api = ApiError::from(err);
+        (api.code(), api.field().map(str::to_owned))
+    }
+
+    #[test]
+    fn bad_input_names_its_field() {
+        for (body, code, field) in [
+            (json!({}), "INVALID_REQUEST", "email"),
+            (json!({"phone": "777 ABC"}), "INVALID_PHONE", "phone"),
+            (json!({"email": "a@b.c", "alternatePhones": ["1"]}), "INVALID_PHONE", "alternatePhones"),
+            (json!({"email": "x"}), "INVALID_EMAIL", "email"),
+            (json!({"cuRefNo": "short"}), "INVALID_CU_REF_NO", "cuRefNo"),
+            (json!({"email": "a@example.com", "referralCuRefNo": "x"}), "INVALID_CU_REF_NO", "referralCuRefNo"),
+            (json!({"email": "a@example.com", "firstName": "x".repeat(101)}), "VALUE_TOO_LONG", "firstName"),
+            (json!({"email": "a@example.com", "meta": {"k": "x".repeat(20_000)}}), "VALUE_TOO_LONG", "meta"),
+            (json!({"email": "a@example.com", "premium": "yes"}), "INVALID_REQUEST", "premium"),
+            (json!({"email": "a@example.com", "subscriptions": [{}]}), "INVALID_REQUEST", "subscriptions.externalId"),
+            (json!({"email": "a@example.com", "subscriptions": [{"externalId": "s", "status": "on"}]}), "INVALID_REQUEST", "subscriptions.status"),
+            (json!({"email": "a@example.com", "subscriptions": [{"externalId": "s", "validUntil": "tomorrow"}]}), "INVALID_REQUEST", "subscriptions.validUntil"),
+            (json!({"email": "a@example.com", "customerRealIp": "1.2.3"}), "INVALID_IP_ADDRESS", "customerRealIp"),
+        ] {
+            assert_eq!(refusal(body.clone()), (code, Some(field.to_owned())), "{body}");
+        }
+    }
+
 }

@@ -12,14 +12,21 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{Caller, Scope};
+use crate::fields::from_value;
 use crate::ratelimit::RateSlot;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// A request type that names the scope its endpoint needs.
+/// An operation's input, naming the scope its key needs. The route table reads the
+/// scope from here (`Routes::keyed`), and the extractors check it.
 pub trait Endpoint {
     const SCOPE: Scope;
+}
+
+/// Runs the key pipeline for endpoint `E` on a key chosen by precedence.
+pub async fn authorize<E: Endpoint>(state: &AppState, key: Option<&str>, parts: &Parts) -> Result<Caller, ApiError> {
+    Ok(state.keys.authorize(key, E::SCOPE, parts.extensions.get::<RateSlot>()).await?)
 }
 
 /// A keyed JSON body: the key may be in the query, in the body's `apiKey`, or a Bearer.
@@ -56,23 +63,15 @@ pub fn request_key(parts: &Parts) -> Option<String> {
     query_key(parts).or_else(|| bearer_key(&parts.headers))
 }
 
-fn is_json(headers: &HeaderMap) -> Option<bool> {
+/// The body's media type, lower-cased and without parameters; `None` when not declared.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    Some(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")))
+    Some(value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
 }
 
-/// Deserialises JSON into `T`, naming the field at fault.
-pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let field = (path != ".").then_some(path);
-        let message = match &field {
-            Some(f) => format!("{f}: {}", err.inner()),
-            None => err.inner().to_string(),
-        };
-        ApiError::InvalidRequest { message, field }
-    })
+/// `application/json` or any `application/…+json`.
+pub fn is_json(mime: &str) -> bool {
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 async fn read_json_object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, ApiError> {
@@ -82,7 +81,7 @@ async fn read_json_object(headers: &HeaderMap, body: Body) -> Result<Map<String,
     }
     let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| ApiError::PayloadTooLarge(BODY_LIMIT))?;
     let blank = bytes.iter().all(u8::is_ascii_whitespace);
-    match is_json(headers) {
+    match media_type(headers).map(|m| is_json(&m)) {
         Some(false) => return Err(ApiError::UnsupportedMediaType),
         None if !blank => return Err(ApiError::UnsupportedMediaType),
         _ => {}
@@ -112,7 +111,7 @@ where
             Some(_) => return Err(ApiError::invalid("apiKey must be a string", Some("apiKey"))),
         };
         let key = query_key(&parts).or(body_key).or_else(|| bearer_key(&parts.headers));
-        let caller = state.keys.authorize(key.as_deref(), T::SCOPE, parts.extensions.get::<RateSlot>()).await?;
+        let caller = authorize::<T>(state, key.as_deref(), &parts).await?;
         let body = from_value(Value::Object(map))?;
         Ok(KeyedJson { caller, body })
     }
@@ -126,7 +125,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let key = request_key(parts);
-        let caller = state.keys.authorize(key.as_deref(), T::SCOPE, parts.extensions.get::<RateSlot>()).await?;
+        let caller = authorize::<T>(state, key.as_deref(), parts).await?;
         let mut map = Map::new();
         if let Some(q) = parts.uri.query() {
             for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {

@@ -14,21 +14,89 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
+use serde::Serialize;
+use serde_json::Value;
+
 use super::error::ApiError;
-use super::extract::request_key;
+use super::extract::{authorize, is_json, media_type, request_key, Endpoint};
 use super::AppState;
 use crate::auth::Scope;
-use crate::import::{reader, Importer, READ_AHEAD};
-use crate::ratelimit::RateSlot;
+use crate::import::{reader, Importer, ItemResult, Stop, Summary, READ_AHEAD};
+
+/// The import's input is the body itself: items, not a request object.
+pub struct ImportItems;
+
+impl Endpoint for ImportItems {
+    const SCOPE: Scope = Scope::CustomerImport;
+}
 
 /// JSON for an array, NDJSON (under any of its common names) for one item a line.
 fn accepted(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
-    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    matches!(
-        mime.as_str(),
-        "application/json" | "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines"
-    ) || (mime.starts_with("application/") && mime.ends_with("+json"))
+    const NDJSON: [&str; 4] = ["application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"];
+    media_type(headers).is_some_and(|m| is_json(&m) || NDJSON.contains(&m.as_str()))
+}
+
+/// One item's result: `{"index", "ok": true, "newAccount", "cuRefNo"}` or
+/// `{"index", "ok": false, "error": {code, message, field?}}`.
+pub fn item_json(result: &ItemResult) -> Value {
+    match &result.outcome {
+        Ok((new_account, cu_ref_no)) => {
+            serde_json::json!({ "index": result.index, "ok": true, "newAccount": new_account, "cuRefNo": cu_ref_no })
+        }
+        Err(e) => serde_json::json!({ "index": result.index, "ok": false, "error": item_error(e) }),
+    }
+}
+
+fn item_error(e: &crate::contacts::ContactError) -> Value {
+    let error = ApiError::from(e.clone());
+    let mut json = serde_json::json!({ "code": error.code(), "message": error.to_string() });
+    if let Some(field) = error.field() {
+        json["field"] = Value::from(field);
+    }
+    json
+}
+
+/// The summary as the response begins with it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SummaryJson {
+    items: u64,
+    ok: u64,
+    created: u64,
+    failed: u64,
+    complete: bool,
+    error: Option<StopJson>,
+}
+
+#[derive(Serialize)]
+struct StopJson {
+    code: &'static str,
+    message: String,
+}
+
+/// How a stop reads to a client: its code and message.
+fn stop_error(stop: &Stop) -> ApiError {
+    const NOT_WRITTEN: &str = "the database failed; items from here on were not written";
+    match stop {
+        Stop::Input(message) => ApiError::invalid(message.clone(), None),
+        Stop::Unavailable => ApiError::Unavailable,
+        Stop::Internal(detail) => ApiError::Internal(format!("{NOT_WRITTEN}: {detail}")),
+    }
+}
+
+impl From<&Summary> for SummaryJson {
+    fn from(s: &Summary) -> Self {
+        let error = s.stop.as_ref().map(|stop| StopJson {
+            code: stop_error(stop).code(),
+            message: match stop {
+                Stop::Input(message) => message.clone(),
+                Stop::Unavailable | Stop::Internal(_) => {
+                    "the database failed; items from here on were not written".into()
+                }
+            },
+        });
+        SummaryJson { items: s.items, ok: s.ok, created: s.created, failed: s.failed, complete: s.complete, error }
+    }
 }
 
 fn io_error(e: std::io::Error) -> ApiError {
@@ -39,7 +107,7 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Respo
     let (parts, body) = req.into_parts();
     // The body is the items, so the key comes from the query or the Authorization header.
     let key = request_key(&parts);
-    let caller = state.keys.authorize(key.as_deref(), Scope::CustomerImport, parts.extensions.get::<RateSlot>()).await?;
+    let caller = authorize::<ImportItems>(&state, key.as_deref(), &parts).await?;
     if !accepted(&parts.headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -52,7 +120,7 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Respo
     let mut first = true;
     while let Some(results) = importer.next().await {
         for r in results {
-            let line = serde_json::to_vec(&r.to_json()).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let line = serde_json::to_vec(&item_json(&r)).map_err(|e| ApiError::Internal(e.to_string()))?;
             if !std::mem::take(&mut first) {
                 out.write_all(b",\n").await.map_err(io_error)?;
             }
@@ -66,15 +134,11 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Respo
     let summary = importer.summary().clone();
     // Nothing was written: the whole request failed, and says so with the usual envelope.
     if summary.items == 0 {
-        if let Some(stop) = &summary.error {
-            return Err(match stop.code {
-                "SERVICE_UNAVAILABLE" => ApiError::Unavailable,
-                "INVALID_REQUEST" => ApiError::invalid(stop.message.clone(), None),
-                _ => ApiError::Internal(stop.message.clone()),
-            });
+        if let Some(stop) = &summary.stop {
+            return Err(stop_error(stop));
         }
     }
-    let head = serde_json::json!({ "success": summary.complete, "summary": summary });
+    let head = serde_json::json!({ "success": summary.complete, "summary": SummaryJson::from(&summary) });
     let mut head = serde_json::to_vec(&head).map_err(|e| ApiError::Internal(e.to_string()))?;
     head.pop(); // the closing brace: the results follow
     head.extend_from_slice(b",\"results\":[\n");

@@ -10,7 +10,9 @@ pub mod error;
 pub mod extract;
 pub mod import;
 pub mod ops;
+pub mod pagination;
 pub mod profile;
+pub mod wire;
 
 use std::time::Instant;
 
@@ -26,6 +28,7 @@ use crate::auth::{KeyRegistry, Scope};
 use crate::ratelimit::RateSlot;
 use crate::store::DynStore;
 use error::{ApiError, REQUEST_ID};
+use extract::Endpoint;
 
 /// Everything a handler may reach; cheap to clone.
 #[derive(Clone)]
@@ -52,6 +55,16 @@ struct Routes {
 }
 
 impl Routes {
+    /// An operation whose key needs the scope its input `E` declares.
+    fn keyed<E: Endpoint>(self, method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Self {
+        self.add(method, path, Some(E::SCOPE), handler)
+    }
+
+    /// An operation that takes no key.
+    fn open(self, method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Self {
+        self.add(method, path, None, handler)
+    }
+
     fn add(mut self, method: Method, path: &'static str, scope: Option<Scope>, handler: MethodRouter<AppState>) -> Self {
         self.table.push(RouteInfo { method, path, scope });
         self.router = self.router.route(path, handler);
@@ -61,41 +74,44 @@ impl Routes {
 
 fn routes() -> Routes {
     use account as a;
+    use admin as ad;
     use customer as c;
     use profile as p;
-    use Scope::{CustomerRead as Read, CustomerWrite as Write};
+    use crate::contacts::ContactBody;
+    use Method as M;
+    // The storefront account endpoints answer under BizKitHub's two prefixes.
     Routes { router: Router::new(), table: Vec::new() }
-        .add(Method::POST, "/api/v1/customer/create", Some(Write), post(c::create))
-        .add(Method::GET, "/api/v1/customer/detail", Some(Read), get(c::detail))
-        .add(Method::POST, "/api/v1/customer/customer-match-customer", Some(Write), post(c::match_customer))
-        .add(Method::GET, "/api/v1/customer/customer-match-list", Some(Read), get(c::match_list))
-        .add(Method::POST, "/api/v1/customer/customer-match-remove", Some(Write), post(c::match_remove))
-        .add(Method::POST, "/api/v1/customer/create-or-update", Some(Write), post(p::create_or_update))
-        .add(Method::POST, "/api/v1/customer/credit-add", Some(Write), post(p::credit_add))
-        .add(Method::POST, "/api/v1/customer/delete", Some(Write), post(p::delete))
-        .add(Method::POST, "/api/v1/customer/import", Some(Scope::CustomerImport), post(import::import))
-        .add(Method::POST, "/contact/v1/register-account", Some(Write), post(a::register))
-        .add(Method::GET, "/contact/v1/confirm-account", Some(Write), get(a::confirm))
-        .add(Method::POST, "/contact/v1/login", Some(Write), post(a::login))
-        .add(Method::GET, "/contact/v1/get-account-info", Some(Read), get(a::account_info))
-        .add(Method::POST, "/contact/v1/logout", Some(Write), post(a::logout))
-        .add(Method::POST, "/api/v1/customer/register-account", Some(Write), post(a::register))
-        .add(Method::GET, "/api/v1/customer/confirm-account", Some(Write), get(a::confirm))
-        .add(Method::POST, "/api/v1/customer/login", Some(Write), post(a::login))
-        .add(Method::GET, "/api/v1/customer/get-account-info", Some(Read), get(a::account_info))
-        .add(Method::POST, "/api/v1/customer/logout", Some(Write), post(a::logout))
-        .add(Method::GET, "/ping/v1", Some(Read), get(ops::ping))
-        .add(Method::GET, "/healthz", None, get(ops::healthz))
-        .add(Method::GET, "/readyz", None, get(ops::readyz))
-        .add(Method::GET, "/openapi.yaml", None, get(ops::openapi))
-        .add(Method::GET, "/docs", None, get(docs::page))
-        .add(Method::GET, docs::BUNDLE_PATH, None, get(docs::bundle))
-        .add(Method::POST, "/admin/v1/organisations", Some(Scope::Admin), post(admin::create_organisation))
-        .add(Method::GET, "/admin/v1/organisations", Some(Scope::Admin), get(admin::list_organisations))
-        .add(Method::POST, "/admin/v1/api-keys", Some(Scope::Admin), post(admin::create_key))
-        .add(Method::GET, "/admin/v1/api-keys", Some(Scope::Admin), get(admin::list_keys))
-        .add(Method::POST, "/admin/v1/api-keys/revoke", Some(Scope::Admin), post(admin::revoke_key))
-        .add(Method::GET, "/admin/v1/audit", Some(Scope::Admin), get(admin::list_audit))
+        .keyed::<c::CreateBody>(M::POST, "/api/v1/customer/create", post(c::create))
+        .keyed::<c::DetailQuery>(M::GET, "/api/v1/customer/detail", get(c::detail))
+        .keyed::<c::MatchBody>(M::POST, "/api/v1/customer/customer-match-customer", post(c::match_customer))
+        .keyed::<c::ListQuery>(M::GET, "/api/v1/customer/customer-match-list", get(c::match_list))
+        .keyed::<c::RemoveBody>(M::POST, "/api/v1/customer/customer-match-remove", post(c::match_remove))
+        .keyed::<ContactBody>(M::POST, "/api/v1/customer/create-or-update", post(p::create_or_update))
+        .keyed::<p::CreditBody>(M::POST, "/api/v1/customer/credit-add", post(p::credit_add))
+        .keyed::<p::DeleteBody>(M::POST, "/api/v1/customer/delete", post(p::delete))
+        .keyed::<import::ImportItems>(M::POST, "/api/v1/customer/import", post(import::import))
+        .keyed::<a::RegisterBody>(M::POST, "/contact/v1/register-account", post(a::register))
+        .keyed::<a::ConfirmQuery>(M::GET, "/contact/v1/confirm-account", get(a::confirm))
+        .keyed::<a::LoginBody>(M::POST, "/contact/v1/login", post(a::login))
+        .keyed::<a::AccountInfoQuery>(M::GET, "/contact/v1/get-account-info", get(a::account_info))
+        .keyed::<a::LogoutBody>(M::POST, "/contact/v1/logout", post(a::logout))
+        .keyed::<a::RegisterBody>(M::POST, "/api/v1/customer/register-account", post(a::register))
+        .keyed::<a::ConfirmQuery>(M::GET, "/api/v1/customer/confirm-account", get(a::confirm))
+        .keyed::<a::LoginBody>(M::POST, "/api/v1/customer/login", post(a::login))
+        .keyed::<a::AccountInfoQuery>(M::GET, "/api/v1/customer/get-account-info", get(a::account_info))
+        .keyed::<a::LogoutBody>(M::POST, "/api/v1/customer/logout", post(a::logout))
+        .keyed::<ops::PingQuery>(M::GET, "/ping/v1", get(ops::ping))
+        .open(M::GET, "/healthz", get(ops::healthz))
+        .open(M::GET, "/readyz", get(ops::readyz))
+        .open(M::GET, "/openapi.yaml", get(ops::openapi))
+        .open(M::GET, "/docs", get(docs::page))
+        .open(M::GET, docs::BUNDLE_PATH, get(docs::bundle))
+        .keyed::<ad::CreateOrganisationBody>(M::POST, "/admin/v1/organisations", post(ad::create_organisation))
+        .keyed::<ad::ListOrganisationsQuery>(M::GET, "/admin/v1/organisations", get(ad::list_organisations))
+        .keyed::<ad::CreateKeyBody>(M::POST, "/admin/v1/api-keys", post(ad::create_key))
+        .keyed::<ad::ListKeysQuery>(M::GET, "/admin/v1/api-keys", get(ad::list_keys))
+        .keyed::<ad::RevokeKeyBody>(M::POST, "/admin/v1/api-keys/revoke", post(ad::revoke_key))
+        .keyed::<ad::AuditQuery>(M::GET, "/admin/v1/audit", get(ad::list_audit))
 }
 
 /// Every operation the server routes.

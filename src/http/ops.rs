@@ -4,11 +4,11 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{Endpoint, KeyedQuery};
+use super::wire::{success, Success};
 use super::AppState;
 use crate::auth::Scope;
 
@@ -22,17 +22,28 @@ impl Endpoint for PingQuery {
     const SCOPE: Scope = Scope::CustomerRead;
 }
 
-pub async fn ping(KeyedQuery { caller, .. }: KeyedQuery<PingQuery>) -> Json<Value> {
-    Json(json!({ "success": true, "organisation": caller.organisation, "mode": caller.mode.as_str() }))
+#[derive(Serialize)]
+pub struct Pong {
+    organisation: String,
+    mode: &'static str,
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+pub async fn ping(KeyedQuery { caller, .. }: KeyedQuery<PingQuery>) -> Json<Success<Pong>> {
+    Json(success(Pong { organisation: caller.organisation, mode: caller.mode.as_str() }))
 }
 
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[derive(Serialize)]
+pub struct Status {
+    status: &'static str,
+}
+
+pub async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     state.store.ping().await.map_err(|_| ApiError::Unavailable)?;
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(Status { status: "ready" }))
 }
 
 pub async fn openapi() -> impl IntoResponse {

@@ -4,40 +4,27 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::customer::{cu_ref_no, internal, text};
 use super::error::ApiError;
 use super::extract::{Endpoint, KeyedJson};
+use super::wire::{self, success, Success, Written};
 use super::AppState;
 use crate::auth::Scope;
-use crate::contacts::{refusal_error, ContactBody};
-use crate::normalize::sha256_hex;
-use crate::store::{CreditAdd, CreditOutcome, Idempotency, Profile};
+use crate::contacts::{ContactBody, Contacts, CreditRequest};
+use crate::fields::{self, limits};
 
 impl Endpoint for ContactBody {
     const SCOPE: Scope = Scope::CustomerWrite;
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Written {
-    success: bool,
-    new_account: bool,
-    #[serde(flatten)]
-    profile: Profile,
-}
-
-pub async fn create_or_update(State(state): State<AppState>, req: KeyedJson<ContactBody>) -> Result<Json<Value>, ApiError> {
+pub async fn create_or_update(
+    State(state): State<AppState>,
+    req: KeyedJson<ContactBody>,
+) -> Result<Json<Written>, ApiError> {
     let write = req.body.into_write(state.contacts.phone_region)?;
-    let (new_account, profile) = state.store.upsert_contact(req.caller.space, &write).await?.map_err(refusal_error)?;
-    Ok(Json(serde_json::to_value(Written { success: true, new_account, profile }).map_err(internal)?))
+    let written = Contacts::new(&state.store, req.caller.space).upsert(&write).await?;
+    Ok(Json(Written::new(written)))
 }
-
-/// Largest credit movement in one call, either way; keeps balances far from overflow.
-pub const CREDIT_AMOUNT_MAX: i64 = 1_000_000_000_000;
-const REASON_MAX: usize = 255;
-const IDEMPOTENCY_KEY_MAX: usize = 255;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,47 +38,26 @@ impl Endpoint for CreditBody {
     const SCOPE: Scope = Scope::CustomerWrite;
 }
 
-/// The `Idempotency-Key` header: printable ASCII, at most 255 characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value.to_str().ok().map(str::trim).filter(|k| {
-        !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_MAX && k.bytes().all(|b| b.is_ascii_graphic())
-    });
-    match key {
-        Some(k) => Ok(Some(k.to_owned())),
-        None => Err(ApiError::invalid(
-            format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters"),
-            Some("Idempotency-Key"),
-        )),
-    }
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Balance {
+    credit_balance: i64,
 }
 
 pub async fn credit_add(
     State(state): State<AppState>,
     headers: HeaderMap,
     req: KeyedJson<CreditBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Success<Balance>>, ApiError> {
     let b = req.body;
-    let cu = cu_ref_no(b.cu_ref_no.as_deref(), "cuRefNo")?;
-    let amount = b.amount.ok_or_else(|| ApiError::missing("amount"))?;
-    if amount == 0 || amount.abs() > CREDIT_AMOUNT_MAX {
-        return Err(ApiError::invalid(
-            format!("amount must be a non-zero integer between -{CREDIT_AMOUNT_MAX} and {CREDIT_AMOUNT_MAX}"),
-            Some("amount"),
-        ));
-    }
-    let reason = text(b.reason.as_deref(), "reason", REASON_MAX)?.unwrap_or_default();
-    // The request as stored: a retry matches whatever its JSON formatting.
-    let fingerprint = sha256_hex(&format!("credit-add\n{}\n{amount}\n{reason}", cu.as_str()));
-    let idempotency = idempotency_key(&headers)?.map(|key| Idempotency { key, fingerprint });
-    let credit = CreditAdd { cu_ref_no: cu, amount, reason, idempotency };
-    match state.store.add_credit(req.caller.space, &credit).await? {
-        CreditOutcome::Added { balance } | CreditOutcome::Replayed { balance } => {
-            Ok(Json(serde_json::json!({ "success": true, "creditBalance": balance })))
-        }
-        CreditOutcome::NotFound => Err(ApiError::CustomerNotFound { field: "cuRefNo" }),
-        CreditOutcome::KeyReused => Err(ApiError::IdempotencyKeyReused),
-    }
+    let request = CreditRequest {
+        cu_ref_no: fields::required_cu_ref_no(b.cu_ref_no.as_deref(), "cuRefNo")?,
+        amount: fields::credit_amount(b.amount)?,
+        reason: fields::text(b.reason.as_deref(), "reason", limits::CREDIT_REASON)?.unwrap_or_default(),
+        idempotency_key: fields::idempotency_key(headers.get("idempotency-key").map(|v| v.as_bytes()))?,
+    };
+    let credit_balance = Contacts::new(&state.store, req.caller.space).add_credit(request).await?;
+    Ok(Json(success(Balance { credit_balance })))
 }
 
 #[derive(Deserialize)]
@@ -104,10 +70,8 @@ impl Endpoint for DeleteBody {
     const SCOPE: Scope = Scope::CustomerWrite;
 }
 
-pub async fn delete(State(state): State<AppState>, req: KeyedJson<DeleteBody>) -> Result<Json<Value>, ApiError> {
-    let cu = cu_ref_no(req.body.cu_ref_no.as_deref(), "cuRefNo")?;
-    if !state.store.erase_customer(req.caller.space, &cu).await? {
-        return Err(ApiError::CustomerNotFound { field: "cuRefNo" });
-    }
-    Ok(Json(serde_json::json!({ "success": true })))
+pub async fn delete(State(state): State<AppState>, req: KeyedJson<DeleteBody>) -> Result<Json<wire::Done>, ApiError> {
+    let cu = fields::required_cu_ref_no(req.body.cu_ref_no.as_deref(), "cuRefNo")?;
+    Contacts::new(&state.store, req.caller.space).erase(&cu).await?;
+    Ok(Json(wire::DONE))
 }

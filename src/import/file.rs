@@ -8,13 +8,19 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{reader, CountingReader, Importer, Summary, READ_AHEAD};
+use super::{reader, CountingReader, Importer, ItemResult, Summary, READ_AHEAD};
 use crate::contacts::ContactSettings;
 use crate::store::{DynStore, SpaceId};
 
-/// Imports `path` (`-` for standard input) into `space`. Failed items are listed on
-/// standard error as they happen; the summary is returned.
-pub async fn import_file(store: DynStore, space: SpaceId, settings: ContactSettings, path: &Path) -> anyhow::Result<Summary> {
+/// Imports `path` (`-` for standard input) into `space`. Each failed item is passed to
+/// `report` as it happens (with the progress bar out of the way); the summary is returned.
+pub async fn import_file(
+    store: DynStore,
+    space: SpaceId,
+    settings: ContactSettings,
+    path: &Path,
+    report: impl Fn(&ItemResult),
+) -> anyhow::Result<Summary> {
     let (input, length): (Box<dyn Read + Send>, Option<u64>) = if path == Path::new("-") {
         (Box::new(std::io::stdin()), None)
     } else {
@@ -28,7 +34,7 @@ pub async fn import_file(store: DynStore, space: SpaceId, settings: ContactSetti
     let mut importer = Importer::new(store, space, settings, rx);
     while let Some(results) = importer.next().await {
         for r in results.iter().filter(|r| r.outcome.is_err()) {
-            bar.suspend(|| eprintln!("item {}: {}", r.index, r.to_json()["error"]));
+            bar.suspend(|| report(r));
         }
         let s = importer.summary();
         bar.set_position(read.load(Ordering::Relaxed));

@@ -7,46 +7,24 @@ pub mod reader;
 
 pub use reader::{CountingReader, End, Item, Message};
 
-use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::mpsc::Receiver;
 
-use crate::contacts::{refusal_error, ContactBody, ContactSettings};
-use crate::http::error::ApiError;
-use crate::http::extract::from_value;
+use crate::contacts::{ContactBody, ContactError, ContactSettings};
+use crate::fields::malformed;
 use crate::store::{DynStore, SpaceId, StoreError};
 
 /// Batches the reader may hold ready beyond the one being written.
 pub const READ_AHEAD: usize = 2;
 
-/// The result of one item, in input order.
+/// The result of one item, in input order: whether it was created, and its cuRefNo.
 #[derive(Debug)]
 pub struct ItemResult {
     pub index: u64,
-    pub outcome: Result<(bool, String), ApiError>,
-}
-
-impl ItemResult {
-    /// `{"index", "ok": true, "newAccount", "cuRefNo"}` or `{"index", "ok": false, "error": {code, message, field?}}`.
-    pub fn to_json(&self) -> Value {
-        match &self.outcome {
-            Ok((new_account, cu_ref_no)) => {
-                serde_json::json!({ "index": self.index, "ok": true, "newAccount": new_account, "cuRefNo": cu_ref_no })
-            }
-            Err(e) => {
-                let mut error = serde_json::json!({ "code": e.code(), "message": e.to_string() });
-                if let Some(field) = e.field() {
-                    error["field"] = Value::from(field);
-                }
-                serde_json::json!({ "index": self.index, "ok": false, "error": error })
-            }
-        }
-    }
+    pub outcome: Result<(bool, String), ContactError>,
 }
 
 /// Counts so far, and how the input ended once it has.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct Summary {
     pub items: u64,
     pub ok: u64,
@@ -55,13 +33,18 @@ pub struct Summary {
     /// The whole input was read and every batch reached the database.
     pub complete: bool,
     /// Why the import stopped early, when it did.
-    pub error: Option<StopReason>,
+    pub stop: Option<Stop>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct StopReason {
-    pub code: &'static str,
-    pub message: String,
+/// Why an import stopped before the end of its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The input could not be read on (broken JSON, a read error).
+    Input(String),
+    /// The database is unreachable; nothing from here on was written.
+    Unavailable,
+    /// The database failed otherwise; nothing from here on was written.
+    Internal(String),
 }
 
 /// Applies the batches of a reader to a space, one batch per `next` call.
@@ -87,13 +70,13 @@ impl Importer {
             Some(Message::End(end)) => {
                 match end {
                     End::Complete => self.summary.complete = true,
-                    End::Failed(message) => self.stop("INVALID_REQUEST", message),
+                    End::Failed(message) => self.stop(Stop::Input(message)),
                 }
                 self.rx = None;
                 None
             }
             None => {
-                self.stop("INTERNAL_ERROR", "the input reader stopped".into());
+                self.stop(Stop::Internal("the input reader stopped".into()));
                 None
             }
         }
@@ -103,31 +86,31 @@ impl Importer {
         &self.summary
     }
 
-    fn stop(&mut self, code: &'static str, message: String) {
+    fn stop(&mut self, stop: Stop) {
         self.summary.complete = false;
-        self.summary.error = Some(StopReason { code, message });
+        self.summary.stop = Some(stop);
         // Dropping the receiver stops the reader.
         self.rx = None;
     }
 
     async fn apply(&mut self, items: Vec<Item>) -> Vec<ItemResult> {
+        let region = self.settings.phone_region;
         let mut writes = Vec::with_capacity(items.len());
         let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
         for item in items {
-            let outcome = match item.value {
-                Ok(value @ Value::Object(_)) => {
-                    from_value::<ContactBody>(value).and_then(|b| b.into_write(self.settings.phone_region))
-                }
-                Ok(_) => Err(ApiError::invalid("an item must be a JSON object", None)),
-                Err(message) => Err(ApiError::invalid(message, None)),
-            };
-            results.push(ItemResult {
-                index: item.index,
-                outcome: outcome.map(|w| {
+            let write = item
+                .value
+                .map_err(malformed)
+                .and_then(ContactBody::from_json)
+                .and_then(|body| body.into_write(region));
+            let outcome = match write {
+                Ok(w) => {
                     writes.push(w);
-                    (false, String::new())
-                }),
-            });
+                    Ok((false, String::new()))
+                }
+                Err(e) => Err(ContactError::Input(e)),
+            };
+            results.push(ItemResult { index: item.index, outcome });
         }
         match self.store.import_contacts(self.space, &writes).await {
             Ok(written) => {
@@ -135,20 +118,22 @@ impl Importer {
                 for r in results.iter_mut().filter(|r| r.outcome.is_ok()) {
                     r.outcome = match written.next() {
                         Some(Ok(w)) => Ok((w.new_account, w.cu_ref_no)),
-                        Some(Err(refusal)) => Err(refusal_error(refusal)),
-                        None => Err(ApiError::Internal("the store returned fewer results than items".into())),
+                        Some(Err(refusal)) => Err(ContactError::Refused(refusal)),
+                        None => Err(StoreError::Other("the store returned fewer results than items".into()).into()),
                     };
                 }
             }
             Err(e) => {
-                let unavailable = matches!(e, StoreError::Unavailable(_));
-                let error = ApiError::from(e);
-                if let ApiError::Internal(detail) = &error {
-                    tracing::error!(detail = %detail, "import batch failed");
-                }
-                self.stop(error.code(), "the database failed; items from here on were not written".into());
+                let stop = match &e {
+                    StoreError::Unavailable(_) => Stop::Unavailable,
+                    other => {
+                        tracing::error!(detail = %other, "import batch failed");
+                        Stop::Internal(other.to_string())
+                    }
+                };
+                self.stop(stop);
                 for r in results.iter_mut().filter(|r| r.outcome.is_ok()) {
-                    r.outcome = Err(if unavailable { ApiError::Unavailable } else { ApiError::Internal(String::new()) });
+                    r.outcome = Err(ContactError::Store(e.clone()));
                 }
             }
         }

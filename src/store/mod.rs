@@ -1,37 +1,42 @@
-//! Storage: the `Store` trait with task-shaped methods, its error type, the records it
-//! returns, and `connect`, which picks PostgreSQL or SQLite from the URL scheme.
+//! Storage: the `Store` traits with task-shaped methods, their error type, the rows they
+//! return (`records`, `writes`), and `connect`, which picks PostgreSQL or SQLite from the
+//! URL scheme. Nothing here knows about HTTP, keys' scopes or the demo data: the store
+//! takes validated values and returns rows.
+//!
+//! ## One implementation, compiled once per backend
+//! The SQL lives once, in `sql/`, as ordinary Rust over a concrete `Db` type. That
+//! module is compiled twice: `postgres.rs` and `sqlite.rs` each include it with
+//! `type Db = sqlx::Postgres` (or `Sqlite`) and a `dialect` module of named constants
+//! for the few places where the two dialects differ (JSON aggregation, how a write
+//! transaction begins, whether an insert can return the profile in the same statement).
+//!
+//! Why not one `SqlStore<DB: Backend>` generic over sqlx's `Database`: every statement
+//! would then carry sqlx's bounds (`for<'c> &'c mut DB::Connection: Executor<'c>`,
+//! `Encode + Type` for each bound type, `IntoArguments` for the arguments, `Decode` for
+//! each column), written on every helper and repeated in every error message, and the
+//! generic code would be monomorphised twice anyway. A module compiled per backend gives
+//! the same single source with concrete types: the compiler points into the line at
+//! fault, rustfmt formats it, and a dialect difference is a constant beside its backend.
 
-pub(crate) mod accounts;
-pub(crate) mod admin;
-pub(crate) mod outbox;
-pub(crate) mod profiles;
-mod contact;
-mod matches;
 mod postgres;
-mod seed;
-mod sql;
+mod records;
 mod sqlite;
+mod writes;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::normalize::{ApiKeyKind, ClientIp, CuRefNo, Email};
+use crate::normalize::{ClientIp, CuRefNo, Email};
 
-pub use accounts::{AccountStore, Confirmation, LoginAccount, Registration, RegistrationGate, RegistrationOutcome};
-pub use outbox::{OutboxMessage, OutboxStore};
-pub use profiles::{
-    ContactRefusal, ContactWrite, CreditAdd, CreditOutcome, Idempotency, Patch, ProfileStore, SubscriptionStatus,
-    SubscriptionWrite, Written,
-};
-pub use admin::{AuditActor, AuditEntry, AuditPos, KeyInfo, KeyRevocation, NewAudit, Organisation};
 pub use postgres::PgStore;
+pub use records::*;
 pub use sqlite::SqliteStore;
+pub use writes::*;
 
-/// Errors a handler may see from storage; `sqlx::Error` never leaves this module.
-#[derive(Debug, thiserror::Error)]
+/// Errors a caller may see from storage; `sqlx::Error` never leaves this module.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,
@@ -81,230 +86,44 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Later than any stored time; starts a newest-first listing.
-pub const END_OF_TIME: DateTime<Utc> = match DateTime::from_timestamp(253_402_300_799, 0) {
-    Some(t) => t,
-    None => panic!("9999-12-31 is representable"),
-};
+/// Sessions slide: each refreshed use extends them by this much.
+pub const SESSION_LIFETIME: TimeDelta = TimeDelta::days(91);
 
-/// A data space: an organisation's live or sandbox data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SpaceId(pub i64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Live,
-    Sandbox,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Live => "live",
-            Mode::Sandbox => "sandbox",
-        }
-    }
-    pub fn for_kind(kind: ApiKeyKind) -> Mode {
-        match kind {
-            ApiKeyKind::Dev => Mode::Sandbox,
-            ApiKeyKind::Prod | ApiKeyKind::Root => Mode::Live,
-        }
-    }
-}
-
-/// A key as the registry knows it, with the space its kind works on.
-#[derive(Debug, Clone)]
-pub struct KeyRecord {
-    pub id: i64,
-    pub kind: ApiKeyKind,
-    pub scopes: Vec<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub last_used_at: Option<DateTime<Utc>>,
-    /// Overrides the kind's default rate limit when set.
-    pub rate_limit_per_minute: Option<i64>,
-    pub organisation: String,
-    pub space: SpaceId,
-    pub mode: Mode,
-}
-
-/// A key to register; only its digest and first 8 characters are stored.
-#[derive(Debug, Clone)]
-pub struct NewKey {
-    pub kind: ApiKeyKind,
-    pub digest: String,
-    pub prefix: String,
-    pub label: String,
-    pub scopes: Vec<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Overrides the kind's default rate limit when set.
-    pub rate_limit_per_minute: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Group {
-    pub name: String,
-    pub slug: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Referral {
-    pub code: String,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunningSubscription {
-    pub external_id: String,
-    pub product_slug: String,
-    pub product_code: String,
-    pub order_number: String,
-    pub order_hash: String,
-    pub auto_renew: bool,
-}
-
-/// The customer profile exactly as the API returns it; every field comes from storage.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Profile {
-    pub cu_ref_no: String,
-    pub credit_balance: i64,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub company_name: Option<String>,
-    pub premium: bool,
-    pub ban: bool,
-    pub groups: Vec<Group>,
-    pub meta: serde_json::Map<String, serde_json::Value>,
-    pub referral: Option<Referral>,
-    pub running_subscription_list: Vec<RunningSubscription>,
-}
-
-/// What `create` may fill in; empty fields of an existing customer are filled, set ones kept.
-#[derive(Debug, Clone)]
-pub struct CreateCustomer {
-    pub email: Email,
-    pub company_name: Option<String>,
-    pub company_registration_number: Option<String>,
-    pub tax_identification_number: Option<String>,
-    pub ip: ClientIp,
-}
-
-#[derive(Debug, Clone)]
-pub struct Detail {
-    pub logged_in: bool,
-    pub profile: Profile,
-}
-
-/// How the customer side of a relation is named.
-#[derive(Debug, Clone)]
-pub enum MatchTarget {
-    /// By cuRefNo; the optional address is kept on the relation as its contact e-mail.
-    CuRefNo(CuRefNo, Option<Email>),
-    /// By canonical e-mail, creating a contact if there is none.
-    Email(Email),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchOutcome {
-    Matched,
-    ManagerNotFound,
-    CustomerNotFound,
-    SelfMatch,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemoveOutcome {
-    Removed(bool),
-    ManagerNotFound,
-    CustomerNotFound,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct MatchItem {
-    pub cu_ref_no: String,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub company_name: Option<String>,
-    pub notice: Option<String>,
-    pub contact_email: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Position of the item for keyset pagination; never serialised.
-    #[serde(skip)]
-    pub other_id: i64,
-}
-
-/// Where a page of one side of the relation list starts: strictly older than this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PagePos {
-    pub created_at: DateTime<Utc>,
-    pub other_id: i64,
-}
-
-/// Which side of a relation a list is of, as seen from the customer asked about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// Those who manage the customer.
-    Managers,
-    /// Those the customer manages.
-    Customers,
-}
-
-/// A session to store; only the identityId's digest is kept.
-#[derive(Debug, Clone)]
-pub struct NewSession {
-    pub cu_ref_no: CuRefNo,
-    pub identity_digest: String,
-    pub expires_at: DateTime<Utc>,
-}
-
-/// Everything the server stores. Storefront accounts, the mail outbox and written
-/// profiles are traits of their own (`AccountStore`, `OutboxStore`, `ProfileStore`); bring them into scope to call theirs.
+/// Organisations, their spaces, API keys and the audit log.
 #[async_trait]
-pub trait Store: AccountStore + OutboxStore + ProfileStore + Send + Sync + 'static {
+pub trait AdminStore: Send + Sync {
     /// One cheap statement: is the database answering?
     async fn ping(&self) -> StoreResult<()>;
-
     /// Creates the organisation with both spaces if it does not exist; true if created.
     async fn ensure_organisation(&self, slug: &str, name: &str) -> StoreResult<bool>;
     async fn organisation_count(&self) -> StoreResult<i64>;
-    /// Registers a key for an organisation; an existing digest is left as it is.
-    async fn insert_key(&self, organisation: &str, key: &NewKey) -> StoreResult<()>;
-    async fn resolve_key(&self, digest: &str) -> StoreResult<Option<KeyRecord>>;
-    /// Marks a key revoked from now on; false if no such key or already revoked.
-    async fn revoke_key(&self, digest: &str) -> StoreResult<bool>;
-    async fn space_of(&self, organisation: &str, mode: Mode) -> StoreResult<SpaceId>;
-
     /// Creates the organisation with both spaces; `Conflict` if the slug is taken.
     async fn create_organisation(&self, slug: &str, name: &str) -> StoreResult<Organisation>;
     async fn list_organisations(&self) -> StoreResult<Vec<Organisation>>;
-    /// Registers a new key; `NotFound` if the organisation does not exist.
+    async fn space_of(&self, organisation: &str, mode: Mode) -> StoreResult<SpaceId>;
+    /// Registers a key for an organisation; an existing digest is left as it is.
+    /// `NotFound` if the organisation does not exist.
+    async fn insert_key(&self, organisation: &str, key: &NewKey) -> StoreResult<()>;
+    /// Registers a new key; `NotFound` if the organisation does not exist, `Conflict` if
+    /// the digest is registered.
     async fn create_key(&self, organisation: &str, key: &NewKey) -> StoreResult<KeyInfo>;
     /// An organisation's keys, oldest first; `NotFound` if the organisation does not exist.
     async fn list_keys(&self, organisation: &str) -> StoreResult<Vec<KeyInfo>>;
+    async fn resolve_key(&self, digest: &str) -> StoreResult<Option<KeyRecord>>;
     /// Revokes a key by id, confined to `organisation` when given.
     async fn revoke_key_by_id(&self, id: i64, organisation: Option<&str>) -> StoreResult<KeyRevocation>;
     /// Records a key's last use (never moving it backwards).
     async fn touch_key_last_used(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()>;
     async fn record_audit(&self, entry: &NewAudit) -> StoreResult<()>;
     /// The audit log, newest first, of one organisation or of all; strictly before `before`.
-    async fn list_audit(&self, organisation: Option<&str>, before: Option<AuditPos>, limit: i64)
-        -> StoreResult<Vec<AuditEntry>>;
+    async fn list_audit(&self, organisation: Option<&str>, before: PagePos, limit: i64) -> StoreResult<Vec<AuditEntry>>;
+}
 
+/// Customers as BizKitHub's customer endpoints see them, and their relations.
+#[async_trait]
+pub trait CustomerStore: Send + Sync {
     /// Finds the customer by canonical e-mail or creates one; true when created.
-    async fn find_or_create_by_email(&self, space: SpaceId, input: &CreateCustomer)
-        -> StoreResult<(bool, Profile)>;
+    async fn find_or_create_by_email(&self, space: SpaceId, input: &CreateCustomer) -> StoreResult<(bool, Profile)>;
     /// The profile, and whether `identity_digest` is a live session of this customer.
     async fn customer_detail(
         &self,
@@ -313,6 +132,8 @@ pub trait Store: AccountStore + OutboxStore + ProfileStore + Send + Sync + 'stat
         identity_digest: &str,
         ip: &ClientIp,
     ) -> StoreResult<Option<Detail>>;
+    /// Whether the customer exists in the space (for telling 404 from an empty list).
+    async fn customer_exists(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool>;
     async fn upsert_match(
         &self,
         space: SpaceId,
@@ -320,25 +141,92 @@ pub trait Store: AccountStore + OutboxStore + ProfileStore + Send + Sync + 'stat
         target: &MatchTarget,
         notice: Option<&str>,
     ) -> StoreResult<MatchOutcome>;
-    /// Whether the customer exists in the space (for telling 404 from an empty list).
-    async fn customer_exists(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool>;
     async fn list_matches(
         &self,
         space: SpaceId,
         cu_ref_no: &CuRefNo,
         side: Side,
-        after: Option<PagePos>,
+        before: PagePos,
         limit: i64,
     ) -> StoreResult<Vec<MatchItem>>;
-    async fn remove_match(&self, space: SpaceId, manager: &CuRefNo, customer: &CuRefNo)
-        -> StoreResult<RemoveOutcome>;
-
-    /// Stores a session for a customer; false if the customer does not exist.
-    async fn insert_session(&self, space: SpaceId, session: &NewSession) -> StoreResult<bool>;
-
-    /// Applies the demo data idempotently: rows that exist are left alone.
-    async fn apply_seed(&self, seed: &crate::seed::Seed) -> StoreResult<()>;
+    async fn remove_match(&self, space: SpaceId, manager: &CuRefNo, customer: &CuRefNo) -> StoreResult<RemoveOutcome>;
 }
+
+/// Storefront accounts: registration, confirmation, login throttling and sessions.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// What login and registration need to know about an address.
+    async fn login_account(&self, space: SpaceId, email: &Email) -> StoreResult<Option<LoginAccount>>;
+    /// Counts one attempt for the address, in a window of `window` that starts with the
+    /// first attempt; returns the attempts in the current window (this one included).
+    async fn count_attempt(&self, space: SpaceId, email: &Email, what: Attempt, window: TimeDelta) -> StoreResult<i64>;
+    /// Sets the password on the guest with this canonical address (keeping its cuRefNo
+    /// and relations) or creates a customer, and queues the confirmation, atomically.
+    async fn complete_registration(&self, space: SpaceId, registration: &Registration)
+        -> StoreResult<RegistrationOutcome>;
+    /// Uses an unused, unexpired token and confirms its account; false for any other token.
+    async fn confirm_account(&self, space: SpaceId, token_digest: &str) -> StoreResult<bool>;
+    /// After a correct password: clears the address's failures and, given a digest,
+    /// starts a session of `SESSION_LIFETIME`.
+    async fn record_login(
+        &self,
+        space: SpaceId,
+        email: &Email,
+        customer_id: i64,
+        identity_digest: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Starts (or renews, revoked or not) the session with this digest for a customer,
+    /// until `expires_at`; false if there is no such live customer.
+    async fn renew_session(
+        &self,
+        space: SpaceId,
+        cu_ref_no: &CuRefNo,
+        identity_digest: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// The profile behind a live session, sliding the session like `customer_detail`.
+    async fn account_info(&self, space: SpaceId, identity_digest: &str, ip: &ClientIp) -> StoreResult<Option<Profile>>;
+    /// Ends a session at once; false if it was not live.
+    async fn end_session(&self, space: SpaceId, identity_digest: &str) -> StoreResult<bool>;
+}
+
+/// Profiles written: create-or-update one or many, the credit ledger, erasure.
+#[async_trait]
+pub trait ContactStore: Send + Sync {
+    /// Writes one contact and returns whether it was created, and its profile.
+    async fn upsert_contact(
+        &self,
+        space: SpaceId,
+        write: &ContactWrite,
+    ) -> StoreResult<Result<(bool, Profile), ContactRefusal>>;
+    /// Writes many contacts in one transaction, one result per item in order. If the
+    /// batch hits a conflicting concurrent write, it is redone one item per transaction.
+    async fn import_contacts(
+        &self,
+        space: SpaceId,
+        writes: &[ContactWrite],
+    ) -> StoreResult<Vec<Result<Written, ContactRefusal>>>;
+    /// Appends to the customer's credit ledger and returns the new balance.
+    async fn add_credit(&self, space: SpaceId, credit: &CreditAdd) -> StoreResult<CreditOutcome>;
+    /// Erases the customer's personal data everywhere and ends its sessions; the cuRefNo
+    /// stays reserved. False if there is no such live customer.
+    async fn erase_customer(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool>;
+}
+
+/// The mail outbox: messages queued by registration, read by the SMTP sender.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Unsent messages tried fewer than `max_attempts` times, oldest first.
+    async fn pending_outbox(&self, max_attempts: i64, limit: i64) -> StoreResult<Vec<OutboxMessage>>;
+    /// Marks a message sent and clears its body, which carried a live token.
+    async fn mark_outbox_sent(&self, id: i64) -> StoreResult<()>;
+    async fn mark_outbox_failed(&self, id: i64, error: &str) -> StoreResult<()>;
+}
+
+/// Everything the server stores; a `DynStore` answers every area's methods.
+pub trait Store: AdminStore + CustomerStore + AccountStore + ContactStore + OutboxStore + 'static {}
+
+impl<T: AdminStore + CustomerStore + AccountStore + ContactStore + OutboxStore + 'static> Store for T {}
 
 pub type DynStore = Arc<dyn Store>;
 

@@ -1,16 +1,45 @@
-//! PostgreSQL backend: the production store.
+//! PostgreSQL backend: the production store. The SQL is `sql/`, compiled here over
+//! `sqlx::Postgres`; this file holds the connection settings and the dialect.
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::sql::{impl_store, Dialect, Queries};
 use super::PoolSettings;
 
-pub struct PgStore {
-    pool: PgPool,
-    q: Queries,
+type Db = sqlx::Postgres;
+
+/// Where PostgreSQL's SQL differs from SQLite's.
+mod dialect {
+    /// A write transaction needs nothing special: row locks are taken as rows are written.
+    pub const BEGIN_WRITE: &str = "begin";
+
+    /// The create upsert and the profile fit one statement (a data-modifying CTE).
+    pub const CREATE_RETURNS_PROFILE: bool = true;
+
+    /// The profile's computed columns, over the customer row `c`; `{now}` is the
+    /// placeholder of the current time.
+    pub const CREDIT_BALANCE: &str = "(select coalesce(sum(l.amount), 0)::bigint from credit_ledger l \
+         where l.space_id = c.space_id and l.customer_id = c.id)";
+    pub const GROUPS: &str = "(select coalesce(jsonb_agg(jsonb_build_object('name', g.name, 'slug', g.slug) \
+         order by g.name), '[]'::jsonb) \
+         from customer_group_members gm join customer_groups g on g.id = gm.group_id \
+         where gm.space_id = c.space_id and gm.customer_id = c.id)";
+    pub const REFERRER: &str = "(select jsonb_build_object('cu_ref_no', r.cu_ref_no, 'email', r.email, \
+         'first_name', r.first_name, 'last_name', r.last_name) \
+         from customers r where r.id = c.referrer_id and r.erased_at is null)";
+    pub const SUBSCRIPTIONS: &str = "(select coalesce(jsonb_agg(jsonb_build_object('external_id', s.external_id, \
+         'product_slug', s.product_slug, 'product_code', s.product_code, 'order_number', s.order_number, \
+         'order_hash', s.order_hash, 'auto_renew', s.auto_renew) order by s.id), '[]'::jsonb) \
+         from subscriptions s where s.space_id = c.space_id and s.customer_id = c.id \
+         and s.status = 'active' and (s.valid_until is null or s.valid_until > {now}))";
 }
+
+#[path = "sql/mod.rs"]
+mod sql;
+
+/// The store over a PostgreSQL pool.
+pub use sql::SqlStore as PgStore;
 
 impl PgStore {
     pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
@@ -23,8 +52,6 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, q: Queries::new(Dialect::Postgres) })
+        Ok(Self::new(pool))
     }
 }
-
-impl_store!(PgStore, sqlx::Postgres);

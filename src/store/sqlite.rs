@@ -1,17 +1,47 @@
-//! SQLite backend: the embedded default, one file, no server to run.
+//! SQLite backend: the embedded default, one file, no server to run. The SQL is `sql/`,
+//! compiled here over `sqlx::Sqlite`; this file holds the connection settings and the
+//! dialect.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::sql::{impl_store, Dialect, Queries};
 use super::PoolSettings;
 
-pub struct SqliteStore {
-    pool: SqlitePool,
-    q: Queries,
+type Db = sqlx::Sqlite;
+
+/// Where SQLite's SQL differs from PostgreSQL's.
+mod dialect {
+    /// Takes the write lock at once, so a read-then-write transaction never fails to
+    /// upgrade under a concurrent writer.
+    pub const BEGIN_WRITE: &str = "begin immediate";
+
+    /// A CTE cannot hold an upsert here: the profile is read by a second statement.
+    pub const CREATE_RETURNS_PROFILE: bool = false;
+
+    /// The profile's computed columns, over the customer row `c`; `{now}` is the
+    /// placeholder of the current time.
+    pub const CREDIT_BALANCE: &str = "(select coalesce(sum(l.amount), 0) from credit_ledger l \
+         where l.space_id = c.space_id and l.customer_id = c.id)";
+    pub const GROUPS: &str = "(select json_group_array(json_object('name', g.name, 'slug', g.slug)) from \
+         (select g.name, g.slug from customer_group_members gm join customer_groups g on g.id = gm.group_id \
+         where gm.space_id = c.space_id and gm.customer_id = c.id order by g.name) g)";
+    pub const REFERRER: &str = "(select json_object('cu_ref_no', r.cu_ref_no, 'email', r.email, \
+         'first_name', r.first_name, 'last_name', r.last_name) \
+         from customers r where r.id = c.referrer_id and r.erased_at is null)";
+    pub const SUBSCRIPTIONS: &str = "(select json_group_array(json_object('external_id', s.external_id, \
+         'product_slug', s.product_slug, 'product_code', s.product_code, 'order_number', s.order_number, \
+         'order_hash', s.order_hash, 'auto_renew', json(case when s.auto_renew then 'true' else 'false' end))) from \
+         (select * from subscriptions s where s.space_id = c.space_id and s.customer_id = c.id \
+         and s.status = 'active' and (s.valid_until is null or s.valid_until > {now}) order by s.id) s)";
 }
+
+#[path = "sql/mod.rs"]
+mod sql;
+
+/// The store over a SQLite pool.
+pub use sql::SqlStore as SqliteStore;
 
 impl SqliteStore {
     pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
@@ -30,8 +60,6 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, q: Queries::new(Dialect::Sqlite) })
+        Ok(Self::new(pool))
     }
 }
-
-impl_store!(SqliteStore, sqlx::Sqlite);

@@ -6,34 +6,29 @@
 //! and the command line administer every organisation; ROOT keys of any other organisation
 //! only their own.
 
+mod table;
+
+pub use table::keys_table;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::auth::{Caller, Scope};
-use crate::normalize::{clean_text, ApiKey, ApiKeyKind, TextKind};
+use crate::fields::{self, limits, InputError};
+use crate::normalize::{ApiKey, ApiKeyKind};
 use crate::store::{
-    AuditActor, AuditEntry, AuditPos, DynStore, KeyInfo, KeyRevocation, NewAudit, NewKey, Organisation, StoreError,
+    AuditActor, AuditEntry, DynStore, KeyInfo, KeyRevocation, NewAudit, NewKey, Organisation,
+    PagePos, StoreError,
 };
 
 /// The organisation whose ROOT keys administer every organisation.
 pub const OPERATOR_ORGANISATION: &str = "default";
 
-/// Longest accepted values, in characters, after cleaning.
-pub mod limits {
-    pub const NAME: usize = 200;
-    pub const LABEL: usize = 200;
-    pub const RATE_LIMIT_PER_MINUTE: std::ops::RangeInclusive<i64> = 1..=1_000_000;
-    pub const AUDIT_DEFAULT: i64 = 50;
-    pub const AUDIT_MAX: i64 = 500;
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// A value that cannot be accepted, naming its field.
-    #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
-    #[error("{field} is longer than {max} characters")]
-    TooLong { field: &'static str, max: usize },
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// The caller may not do this (wrong kind of key, or another organisation).
     #[error("{0}")]
     Forbidden(String),
@@ -42,7 +37,7 @@ pub enum AdminError {
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> AdminError {
-    AdminError::Invalid { field, message: message.into() }
+    AdminError::Input(fields::invalid(field, message))
 }
 
 /// `^[a-z0-9][a-z0-9-]{0,62}$`: safe in URLs, logs and file names.
@@ -85,10 +80,7 @@ fn parse_scopes(names: &[String]) -> Result<Vec<String>, AdminError> {
 
 fn parse_expiry(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, AdminError> {
     use chrono::SubsecRound;
-    let at = DateTime::parse_from_rfc3339(value.trim())
-        .map_err(|_| invalid("expiresAt", "must be an RFC 3339 date-time, e.g. 2030-01-31T12:00:00Z"))?
-        .with_timezone(&Utc)
-        .trunc_subsecs(6);
+    let at = fields::time(value, "expiresAt", "2030-01-31T12:00:00Z")?.trunc_subsecs(6);
     if at <= now {
         return Err(invalid("expiresAt", "must be in the future"));
     }
@@ -118,7 +110,7 @@ pub struct CreatedKey {
 /// One page of the audit log and where the next one starts.
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
-    pub next_cursor: Option<String>,
+    pub next: Option<PagePos>,
 }
 
 /// Who is administering, with what reach.
@@ -199,8 +191,7 @@ impl<'a> Admin<'a> {
         }
         let slug = slug(slug_in.ok_or_else(|| invalid("slug", "slug is required"))?, "slug")?;
         let name = name.ok_or_else(|| invalid("name", "name is required"))?;
-        let name = clean_text(name, TextKind::Plain, limits::NAME)
-            .map_err(|e| AdminError::TooLong { field: "name", max: e.max })?
+        let name = fields::text(Some(name), "name", limits::ORGANISATION_NAME)?
             .ok_or_else(|| invalid("name", "name must not be blank"))?;
         let organisation = match self.store.create_organisation(&slug, &name).await {
             Err(StoreError::Conflict(_)) => return Err(invalid("slug", format!("organisation {slug} already exists"))),
@@ -227,12 +218,7 @@ impl<'a> Admin<'a> {
     pub async fn create_key(&self, req: KeyRequest) -> Result<CreatedKey, AdminError> {
         let organisation = self.reach(req.organisation.as_deref())?;
         let kind = parse_kind(req.kind.as_deref().ok_or_else(|| invalid("kind", "kind is required"))?)?;
-        let label = match req.label.as_deref() {
-            Some(l) => clean_text(l, TextKind::Plain, limits::LABEL)
-                .map_err(|e| AdminError::TooLong { field: "label", max: e.max })?
-                .unwrap_or_default(),
-            None => String::new(),
-        };
+        let label = fields::text(req.label.as_deref(), "label", limits::KEY_LABEL)?.unwrap_or_default();
         let scopes = match &req.scopes {
             Some(names) => parse_scopes(names)?,
             None => Scope::defaults_for(kind),
@@ -295,22 +281,14 @@ impl<'a> Admin<'a> {
         }
     }
 
-    /// The audit log, newest first. The operator sees every organisation's unless it
-    /// names one; any other organisation's ROOT key sees its own.
-    pub async fn list_audit(&self, organisation: Option<&str>, limit: Option<&str>, cursor: Option<&str>) -> Result<AuditPage, AdminError> {
+    /// The audit log, newest first, `limit` entries before `before`. The operator sees
+    /// every organisation's unless it names one; any other organisation's ROOT key sees
+    /// its own.
+    pub async fn list_audit(&self, organisation: Option<&str>, limit: i64, before: PagePos) -> Result<AuditPage, AdminError> {
         let organisation = match (organisation, self.confined_to()) {
             (None, None) => None,
             (requested, _) => Some(self.reach(requested)?),
         };
-        let limit = match limit {
-            None => limits::AUDIT_DEFAULT,
-            Some(l) => l
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=limits::AUDIT_MAX).contains(n))
-                .ok_or_else(|| invalid("limit", format!("must be 1 to {}", limits::AUDIT_MAX)))?,
-        };
-        let before = cursor.map(|c| decode_cursor(c).ok_or_else(|| invalid("cursor", "cursor is not valid"))).transpose()?;
         if let Some(o) = &organisation {
             // An unknown organisation is a mistake worth naming, not an empty page.
             if !self.store.list_organisations().await?.iter().any(|org| &org.slug == o) {
@@ -318,54 +296,15 @@ impl<'a> Admin<'a> {
             }
         }
         let mut entries = self.store.list_audit(organisation.as_deref(), before, limit + 1).await?;
-        let next_cursor = (entries.len() as i64 > limit).then(|| {
+        let next = (entries.len() as i64 > limit).then(|| {
             entries.truncate(limit as usize);
             let last = entries.last().expect("a full page has a last entry");
-            encode_cursor(AuditPos { created_at: last.created_at, id: last.id })
+            PagePos { created_at: last.created_at, id: last.id }
         });
         let target = organisation.clone().unwrap_or_else(|| "all".into());
         self.audit(organisation.as_deref(), "audit.list", target, json!({ "count": entries.len() })).await?;
-        Ok(AuditPage { entries, next_cursor })
+        Ok(AuditPage { entries, next })
     }
-}
-
-fn encode_cursor(pos: AuditPos) -> String {
-    hex::encode(format!("a1|{}.{}", pos.created_at.timestamp_micros(), pos.id))
-}
-
-fn decode_cursor(s: &str) -> Option<AuditPos> {
-    let text = String::from_utf8(hex::decode(s).ok()?).ok()?;
-    let (micros, id) = text.strip_prefix("a1|")?.split_once('.')?;
-    Some(AuditPos { created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?, id: id.parse().ok()? })
-}
-
-/// Keys as a plain-text table for the command line.
-pub fn keys_table(keys: &[KeyInfo]) -> String {
-    let time = |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-    let mut rows = vec![["ID", "PREFIX", "KIND", "LABEL", "SCOPES", "CREATED", "LAST USED", "EXPIRES", "REVOKED", "RATE/MIN"]
-        .map(str::to_owned)];
-    for k in keys {
-        rows.push([
-            k.id.to_string(),
-            k.prefix.clone(),
-            k.kind.as_str().to_owned(),
-            if k.label.is_empty() { "-".into() } else { k.label.clone() },
-            k.scopes.join(","),
-            time(Some(k.created_at)),
-            time(k.last_used_at),
-            time(k.expires_at),
-            time(k.revoked_at),
-            k.rate_limit_per_minute.map_or_else(|| "-".into(), |n| n.to_string()),
-        ]);
-    }
-    let widths: Vec<usize> = (0..10).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -386,8 +325,8 @@ mod tests {
     fn scopes_are_known_and_canonical() {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(parse_scopes(&names(&["admin", "customer:read", "admin"])).unwrap(), names(&["customer:read", "admin"]));
-        assert!(matches!(parse_scopes(&names(&["customer:delete"])), Err(AdminError::Invalid { field: "scopes", .. })));
-        assert!(matches!(parse_scopes(&[]), Err(AdminError::Invalid { field: "scopes", .. })));
+        assert!(matches!(parse_scopes(&names(&["customer:delete"])), Err(AdminError::Input(InputError::Field { field: "scopes", .. }))));
+        assert!(matches!(parse_scopes(&[]), Err(AdminError::Input(InputError::Field { field: "scopes", .. }))));
     }
 
     #[test]
@@ -399,14 +338,5 @@ mod tests {
         assert!(parse_expiry("2999-01-01T00:00:00Z", now).is_ok());
         assert!(parse_expiry("2001-01-01T00:00:00Z", now).is_err());
         assert!(parse_expiry("tomorrow", now).is_err());
-    }
-
-    #[test]
-    fn cursor_round_trips_and_rejects_junk() {
-        let pos = AuditPos { created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), id: 7 };
-        assert_eq!(decode_cursor(&encode_cursor(pos)), Some(pos));
-        for junk in ["", "zz", &hex::encode("a2|1.1"), &hex::encode("a1|x.1"), &hex::encode("a1|1")] {
-            assert_eq!(decode_cursor(junk), None, "{junk}");
-        }
     }
 }

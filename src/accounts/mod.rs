@@ -1,5 +1,10 @@
-//! Storefront accounts outside the HTTP layer: their settings, the bounded pool that
-//! hashes and verifies passwords, and the confirmation message.
+//! Storefront accounts: their settings, the bounded pool that hashes and verifies
+//! passwords, the confirmation message, and the rules of registering and signing in
+//! (`service`).
+
+mod service;
+
+pub use service::{AccountError, AccountService, LoginRefusal, NewAccount, RegisterRefusal};
 
 use std::sync::Arc;
 
@@ -10,6 +15,7 @@ use chrono::TimeDelta;
 use tokio::sync::Semaphore;
 
 use crate::normalize::{ConfirmationToken, Password};
+use crate::store::MailMessage;
 
 /// How registration, confirmation and login behave; see the README's settings table.
 #[derive(Debug, Clone)]
@@ -106,14 +112,6 @@ impl Accounts {
     pub fn new(settings: AccountSettings) -> Self {
         Self { settings: Arc::new(settings), hasher: PasswordHasher::default() }
     }
-}
-
-/// A message to queue in the outbox.
-#[derive(Clone)]
-pub struct MailMessage {
-    pub kind: &'static str,
-    pub subject: String,
-    pub body: String,
 }
 
 pub const CONFIRMATION_KIND: &str = "account-confirmation";

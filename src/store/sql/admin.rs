@@ -1,0 +1,331 @@
+//! Organisations, their spaces, API keys and the audit log.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use super::SqlStore;
+use crate::normalize::ApiKeyKind;
+use crate::store::{
+    now, AdminStore, AuditActor, AuditEntry, KeyInfo, KeyRecord, KeyRevocation, Mode, NewAudit, NewKey, Organisation,
+    PagePos, SpaceId, StoreError, StoreResult,
+};
+
+const CREATE_KEY: &str = "insert into api_keys (organisation_id, kind, digest, prefix, label, scopes, \
+     rate_limit_per_minute, created_at, expires_at) \
+     select id, $2, $3, $4, $5, $6, $7, $8, $9 from organisations where slug = $1 \
+     on conflict (digest) do nothing returning id";
+
+const RESOLVE_KEY: &str = "select k.id, k.kind, k.scopes, k.expires_at, k.revoked_at, k.last_used_at, \
+     k.rate_limit_per_minute, o.slug as organisation, s.id as space_id \
+     from api_keys k join organisations o on o.id = k.organisation_id \
+     join spaces s on s.organisation_id = o.id and s.mode = (case when k.kind = 'DEV' then 'sandbox' else 'live' end) \
+     where k.digest = $1";
+
+const LIST_KEYS: &str = "select k.id, k.prefix, k.kind, k.label, k.scopes, k.created_at, k.last_used_at, \
+     k.expires_at, k.revoked_at, k.rate_limit_per_minute \
+     from api_keys k join organisations o on o.id = k.organisation_id where o.slug = $1 order by k.id";
+
+/// The actor's name is taken from the key row, so a caller can never record a whole key.
+const RECORD_AUDIT: &str = "insert into audit_log \
+     (organisation_id, actor_key_id, actor, action, target, detail, request_id, created_at) \
+     values ((select id from organisations where slug = $1), $2, \
+     case when $2 is null then 'cli' else (select prefix from api_keys where id = $2) end, $3, $4, $5, $6, $7)";
+
+/// Newest first, strictly before (`$1`, `$2`), `$3` rows; of organisation `$4` unless null.
+const LIST_AUDIT: &str = "select a.id, o.slug as organisation, a.actor, a.action, a.target, a.detail, \
+     a.request_id, a.created_at \
+     from audit_log a left join organisations o on o.id = a.organisation_id \
+     where ($4 is null or a.organisation_id = (select id from organisations where slug = $4)) \
+     and (a.created_at < $1 or (a.created_at = $1 and a.id < $2)) \
+     order by a.created_at desc, a.id desc limit $3";
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: i64,
+    kind: String,
+    scopes: String,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    rate_limit_per_minute: Option<i64>,
+    organisation: String,
+    space_id: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyInfoRow {
+    id: i64,
+    prefix: String,
+    kind: String,
+    label: String,
+    scopes: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    rate_limit_per_minute: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    organisation: Option<String>,
+    actor: String,
+    action: String,
+    target: String,
+    detail: Json<serde_json::Value>,
+    request_id: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+fn kind(stored: &str) -> StoreResult<ApiKeyKind> {
+    ApiKeyKind::from_str_db(stored).ok_or_else(|| StoreError::Other(format!("unknown key kind {stored}")))
+}
+
+/// Scopes are stored as one space-separated column.
+fn scopes(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_owned).collect()
+}
+
+impl TryFrom<KeyInfoRow> for KeyInfo {
+    type Error = StoreError;
+    fn try_from(r: KeyInfoRow) -> StoreResult<Self> {
+        Ok(KeyInfo {
+            id: r.id,
+            prefix: r.prefix,
+            kind: kind(&r.kind)?,
+            label: r.label,
+            scopes: scopes(&r.scopes),
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            rate_limit_per_minute: r.rate_limit_per_minute,
+        })
+    }
+}
+
+impl SqlStore {
+    /// Adds the organisation with its live and sandbox spaces, in one transaction;
+    /// false (and nothing changed) if the slug is taken.
+    async fn insert_organisation(&self, slug: &str, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let created: Option<i64> = sqlx::query_scalar(
+            "insert into organisations (slug, name, created_at) values ($1, $2, $3) \
+             on conflict (slug) do nothing returning id",
+        )
+        .bind(slug)
+        .bind(name)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = created {
+            for mode in [Mode::Live, Mode::Sandbox] {
+                sqlx::query("insert into spaces (organisation_id, mode) values ($1, $2)")
+                    .bind(id)
+                    .bind(mode.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(created.is_some())
+    }
+
+    async fn organisation_exists(&self, slug: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("select count(*) from organisations where slug = $1")
+            .bind(slug)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Adds a key row unless its digest is already registered; its id when added.
+    async fn insert_key_row(&self, organisation: &str, key: &NewKey, now: DateTime<Utc>) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(CREATE_KEY)
+            .bind(organisation)
+            .bind(key.kind.as_str())
+            .bind(&key.digest)
+            .bind(&key.prefix)
+            .bind(&key.label)
+            .bind(key.scopes.join(" "))
+            .bind(key.rate_limit_per_minute)
+            .bind(now)
+            .bind(key.expires_at)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+}
+
+#[async_trait]
+impl AdminStore for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ensure_organisation(&self, slug: &str, name: &str) -> StoreResult<bool> {
+        self.insert_organisation(slug, name, now()).await
+    }
+
+    async fn organisation_count(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select count(*) from organisations").fetch_one(&self.pool).await?)
+    }
+
+    async fn create_organisation(&self, slug: &str, name: &str) -> StoreResult<Organisation> {
+        let now = now();
+        if !self.insert_organisation(slug, name, now).await? {
+            return Err(StoreError::Conflict(format!("organisation {slug} exists")));
+        }
+        Ok(Organisation { slug: slug.to_owned(), name: name.to_owned(), created_at: now })
+    }
+
+    async fn list_organisations(&self) -> StoreResult<Vec<Organisation>> {
+        Ok(sqlx::query_as("select slug, name, created_at from organisations order by slug")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn space_of(&self, organisation: &str, mode: Mode) -> StoreResult<SpaceId> {
+        let id: i64 = sqlx::query_scalar(
+            "select s.id from spaces s join organisations o on o.id = s.organisation_id \
+             where o.slug = $1 and s.mode = $2",
+        )
+        .bind(organisation)
+        .bind(mode.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(SpaceId(id))
+    }
+
+    async fn insert_key(&self, organisation: &str, key: &NewKey) -> StoreResult<()> {
+        let added = self.insert_key_row(organisation, key, now()).await?;
+        if added.is_none() && !self.organisation_exists(organisation).await? {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn create_key(&self, organisation: &str, key: &NewKey) -> StoreResult<KeyInfo> {
+        let now = now();
+        let Some(id) = self.insert_key_row(organisation, key, now).await? else {
+            return Err(if self.organisation_exists(organisation).await? {
+                StoreError::Conflict("a key with this digest exists".into())
+            } else {
+                StoreError::NotFound
+            });
+        };
+        Ok(KeyInfo {
+            id,
+            prefix: key.prefix.clone(),
+            kind: key.kind,
+            label: key.label.clone(),
+            scopes: key.scopes.clone(),
+            created_at: now,
+            last_used_at: None,
+            expires_at: key.expires_at,
+            revoked_at: None,
+            rate_limit_per_minute: key.rate_limit_per_minute,
+        })
+    }
+
+    async fn list_keys(&self, organisation: &str) -> StoreResult<Vec<KeyInfo>> {
+        let rows: Vec<KeyInfoRow> = sqlx::query_as(LIST_KEYS).bind(organisation).fetch_all(&self.pool).await?;
+        if rows.is_empty() && !self.organisation_exists(organisation).await? {
+            return Err(StoreError::NotFound);
+        }
+        rows.into_iter().map(KeyInfo::try_from).collect()
+    }
+
+    async fn resolve_key(&self, digest: &str) -> StoreResult<Option<KeyRecord>> {
+        let row: Option<KeyRow> = sqlx::query_as(RESOLVE_KEY).bind(digest).fetch_optional(&self.pool).await?;
+        row.map(|r| {
+            let kind = kind(&r.kind)?;
+            Ok(KeyRecord {
+                id: r.id,
+                kind,
+                scopes: scopes(&r.scopes),
+                expires_at: r.expires_at,
+                revoked_at: r.revoked_at,
+                last_used_at: r.last_used_at,
+                rate_limit_per_minute: r.rate_limit_per_minute,
+                organisation: r.organisation,
+                space: SpaceId(r.space_id),
+                mode: Mode::for_kind(kind),
+            })
+        })
+        .transpose()
+    }
+
+    async fn revoke_key_by_id(&self, id: i64, organisation: Option<&str>) -> StoreResult<KeyRevocation> {
+        let owner: Option<(String, String)> = sqlx::query_as(
+            "select k.digest, o.slug from api_keys k join organisations o on o.id = k.organisation_id where k.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((digest, owner)) = owner else { return Ok(KeyRevocation::NotFound) };
+        if organisation.is_some_and(|o| o != owner) {
+            return Ok(KeyRevocation::OutOfScope);
+        }
+        // Guarded by `revoked_at is null`, so of two concurrent revokes one reports it.
+        let done = sqlx::query("update api_keys set revoked_at = $2 where id = $1 and revoked_at is null")
+            .bind(id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(KeyRevocation::Done { digest, organisation: owner, revoked: done.rows_affected() > 0 })
+    }
+
+    async fn touch_key_last_used(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()> {
+        // Out-of-order writes from concurrent requests never move the time backwards.
+        sqlx::query("update api_keys set last_used_at = $2 where id = $1 and (last_used_at is null or last_used_at < $2)")
+            .bind(id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_audit(&self, entry: &NewAudit) -> StoreResult<()> {
+        let key_id = match entry.actor {
+            AuditActor::Key(id) => Some(id),
+            AuditActor::Cli => None,
+        };
+        sqlx::query(RECORD_AUDIT)
+            .bind(entry.organisation.as_deref())
+            .bind(key_id)
+            .bind(entry.action)
+            .bind(&entry.target)
+            .bind(Json(&entry.detail))
+            .bind(entry.request_id.as_deref())
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, organisation: Option<&str>, before: PagePos, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(LIST_AUDIT)
+            .bind(before.created_at)
+            .bind(before.id)
+            .bind(limit)
+            .bind(organisation)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditEntry {
+                id: r.id,
+                organisation: r.organisation,
+                actor: r.actor,
+                action: r.action,
+                target: r.target,
+                detail: r.detail.0,
+                request_id: r.request_id,
+                created_at: r.created_at,
+            })
+            .collect())
+    }
+}

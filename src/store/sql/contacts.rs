@@ -1,0 +1,172 @@
+//! Profiles written: create-or-update one contact or an import batch, the credit ledger
+//! with idempotent additions, and erasure.
+
+use async_trait::async_trait;
+
+use super::{customer_id, dialect, profile_by_id, SqlStore, CU_REF_NO_ATTEMPTS};
+use crate::normalize::CuRefNo;
+use crate::store::{
+    now, ContactRefusal, ContactStore, ContactWrite, CreditAdd, CreditOutcome, Profile, SpaceId, StoreError,
+    StoreResult, Written,
+};
+
+/// Every row holding the erased customer's personal data, by customer id (`$2`).
+const ERASE_ROWS: [&str; 8] = [
+    "delete from sessions where space_id = $1 and customer_id = $2",
+    "delete from account_tokens where space_id = $1 and customer_id = $2",
+    "delete from customer_matches where space_id = $1 and (manager_id = $2 or customer_id = $2)",
+    "delete from contact_points where space_id = $1 and customer_id = $2",
+    "delete from customer_group_members where space_id = $1 and customer_id = $2",
+    "delete from subscriptions where space_id = $1 and customer_id = $2",
+    "delete from credit_ledger where space_id = $1 and customer_id = $2",
+    "update customers set referrer_id = null where space_id = $1 and referrer_id = $2",
+];
+
+const ERASE_CUSTOMER: &str = "update customers set email = null, email_canonical = null, phone = null, \
+     first_name = null, last_name = null, company_name = null, company_registration_number = null, \
+     tax_identification_number = null, premium = false, ban = false, meta = '{}', referrer_id = null, \
+     registration_ip = null, last_ip = null, last_seen_at = null, password_hash = null, \
+     account_confirmed_at = null, erased_at = $2, updated_at = $2 where id = $1";
+
+#[async_trait]
+impl ContactStore for SqlStore {
+    async fn upsert_contact(
+        &self,
+        space: SpaceId,
+        write: &ContactWrite,
+    ) -> StoreResult<Result<(bool, Profile), ContactRefusal>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let now = now();
+            let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
+            let written = match self.write_contact(&mut tx, space, write, now, &mut Default::default()).await {
+                Err(StoreError::Conflict(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
+                other => other?,
+            };
+            let (new_account, id) = match written {
+                Ok((new_account, id, _)) => (new_account, id),
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            let profile = profile_by_id(&mut *tx, id, now).await?;
+            match tx.commit().await.map_err(StoreError::from) {
+                Err(StoreError::Conflict(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(Ok((new_account, profile))),
+            }
+        }
+    }
+
+    async fn import_contacts(
+        &self,
+        space: SpaceId,
+        writes: &[ContactWrite],
+    ) -> StoreResult<Vec<Result<Written, ContactRefusal>>> {
+        match self.import_batch(space, writes).await {
+            Err(StoreError::Conflict(_)) => {}
+            other => return other,
+        }
+        // A concurrent writer took an address or number the batch was creating: redo
+        // the items one by one, each retrying on its own.
+        let mut out = Vec::with_capacity(writes.len());
+        for write in writes {
+            let written = self.upsert_contact(space, write).await?;
+            out.push(written.map(|(new_account, profile)| Written { new_account, cu_ref_no: profile.cu_ref_no }));
+        }
+        Ok(out)
+    }
+
+    async fn add_credit(&self, space: SpaceId, credit: &CreditAdd) -> StoreResult<CreditOutcome> {
+        let now = now();
+        let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
+        if let Some(idem) = &credit.idempotency {
+            let claimed = sqlx::query(
+                "insert into idempotency_keys (space_id, idempotency_key, fingerprint, response, created_at) \
+                 values ($1, $2, $3, '', $4) on conflict (space_id, idempotency_key) do nothing",
+            )
+            .bind(space.0)
+            .bind(&idem.key)
+            .bind(&idem.fingerprint)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() == 0 {
+                let (fingerprint, response): (String, String) = sqlx::query_as(
+                    "select fingerprint, response from idempotency_keys where space_id = $1 and idempotency_key = $2",
+                )
+                .bind(space.0)
+                .bind(&idem.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                if fingerprint != idem.fingerprint {
+                    return Ok(CreditOutcome::KeyReused);
+                }
+                let balance = response
+                    .parse()
+                    .map_err(|_| StoreError::Other(format!("stored idempotent response {response:?}")))?;
+                return Ok(CreditOutcome::Replayed { balance });
+            }
+        }
+        let Some(id) = customer_id(&mut *tx, space, credit.cu_ref_no.as_str()).await? else {
+            return Ok(CreditOutcome::NotFound);
+        };
+        sqlx::query(
+            "insert into credit_ledger (space_id, customer_id, amount, reason, created_at) values ($1, $2, $3, $4, $5)",
+        )
+        .bind(space.0)
+        .bind(id)
+        .bind(credit.amount)
+        .bind(&credit.reason)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let balance: i64 = sqlx::query_scalar(
+            "select cast(coalesce(sum(amount), 0) as bigint) from credit_ledger where space_id = $1 and customer_id = $2",
+        )
+        .bind(space.0)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(idem) = &credit.idempotency {
+            sqlx::query("update idempotency_keys set response = $3 where space_id = $1 and idempotency_key = $2")
+                .bind(space.0)
+                .bind(&idem.key)
+                .bind(balance.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(CreditOutcome::Added { balance })
+    }
+
+    async fn erase_customer(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool> {
+        let now = now();
+        let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
+        let found: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
+            "select id, email, email_canonical from customers \
+             where space_id = $1 and cu_ref_no = $2 and erased_at is null",
+        )
+        .bind(space.0)
+        .bind(cu_ref_no.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, email, canonical)) = found else { return Ok(false) };
+        for sql in ERASE_ROWS {
+            sqlx::query(sql).bind(space.0).bind(id).execute(&mut *tx).await?;
+        }
+        sqlx::query("delete from mail_outbox where space_id = $1 and (customer_id = $2 or recipient = $3)")
+            .bind(space.0)
+            .bind(id)
+            .bind(email.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("delete from account_throttle where space_id = $1 and email_canonical = $2")
+            .bind(space.0)
+            .bind(canonical.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(ERASE_CUSTOMER).bind(id).bind(now).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,264 @@
+//! The SQL of every store task, written once for both backends. This module is compiled
+//! twice, inside `postgres.rs` and inside `sqlite.rs`: `Db` is that backend's sqlx
+//! database and `dialect` its named differences. Each file implements one of the
+//! `Store` traits; the statements they share (the profile, the customer insert, the
+//! session insert) are here.
+
+mod accounts;
+mod admin;
+mod contacts;
+mod customers;
+mod outbox;
+mod write_contact;
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::query::QueryAs;
+use sqlx::types::Json;
+use sqlx::{Executor, Pool};
+
+use super::{dialect, Db};
+use crate::normalize::{ClientIp, CuRefNo, Email, EMAIL_RULES_VERSION};
+use crate::store::{Group, Profile, Referrer, RunningSubscription, SpaceId, StoreError, StoreResult};
+
+/// The store over one pool of this backend.
+pub struct SqlStore {
+    pool: Pool<Db>,
+}
+
+impl SqlStore {
+    pub(super) fn new(pool: Pool<Db>) -> Self {
+        Self { pool }
+    }
+}
+
+type Args<'q> = <Db as sqlx::Database>::Arguments<'q>;
+
+/// Last-seen writes for one session happen at most this often.
+const SESSION_TOUCH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// A new cuRefNo colliding with an existing one is retried this many times.
+const CU_REF_NO_ATTEMPTS: usize = 5;
+
+/// Runs `insert` with a fresh cuRefNo, again with another while it hits a unique
+/// violation (a cuRefNo collision), at most `CU_REF_NO_ATTEMPTS` times.
+async fn with_new_cu_ref_no<T, F, Fut>(mut insert: F) -> StoreResult<T>
+where
+    F: FnMut(CuRefNo) -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match insert(CuRefNo::generate()).await {
+            Err(StoreError::Conflict(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The profile's columns, computed from the customer row aliased `c`; `now` is the
+/// placeholder of the current time (subscriptions past `valid_until` are not running).
+fn profile_columns(now: &str) -> String {
+    format!(
+        "c.cu_ref_no, c.email, c.phone, c.first_name, c.last_name, c.company_name, c.premium, c.ban, c.meta, \
+         {} as credit_balance, {} as groups, {} as referrer, {} as subscriptions",
+        dialect::CREDIT_BALANCE,
+        dialect::GROUPS,
+        dialect::REFERRER,
+        dialect::SUBSCRIPTIONS.replace("{now}", now),
+    )
+}
+
+/// The profile of the customer with id `$1`, at the time `$2`.
+static PROFILE_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("select {} from customers c where c.id = $1", profile_columns("$2")));
+
+#[derive(sqlx::FromRow)]
+struct ProfileRow {
+    cu_ref_no: String,
+    email: Option<String>,
+    phone: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    company_name: Option<String>,
+    premium: bool,
+    ban: bool,
+    meta: Json<Map<String, Value>>,
+    credit_balance: i64,
+    groups: Json<Vec<Group>>,
+    referrer: Option<Json<Referrer>>,
+    subscriptions: Json<Vec<RunningSubscription>>,
+}
+
+impl From<ProfileRow> for Profile {
+    fn from(r: ProfileRow) -> Self {
+        Profile {
+            cu_ref_no: r.cu_ref_no,
+            credit_balance: r.credit_balance,
+            email: r.email,
+            phone: r.phone,
+            first_name: r.first_name,
+            last_name: r.last_name,
+            company_name: r.company_name,
+            premium: r.premium,
+            ban: r.ban,
+            groups: r.groups.0,
+            meta: r.meta.0,
+            referrer: r.referrer.map(|j| j.0),
+            running_subscriptions: r.subscriptions.0,
+        }
+    }
+}
+
+/// The profile of customer `id` as of `now`, read through `exec`.
+async fn profile_by_id<'e>(
+    exec: impl Executor<'e, Database = Db>,
+    id: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<Profile> {
+    let row: ProfileRow = sqlx::query_as(&PROFILE_BY_ID).bind(id).bind(now).fetch_one(exec).await?;
+    Ok(row.into())
+}
+
+/// The live customer's id, read through `exec` (the pool, or a transaction).
+async fn customer_id<'e>(
+    exec: impl Executor<'e, Database = Db>,
+    space: SpaceId,
+    cu_ref_no: &str,
+) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar("select id from customers where space_id = $1 and cu_ref_no = $2 and erased_at is null")
+        .bind(space.0)
+        .bind(cu_ref_no)
+        .fetch_optional(exec)
+        .await?)
+}
+
+/// Every column a customer may start with. The one statement that inserts customers;
+/// what happens when the canonical e-mail is taken is `OnEmailTaken`.
+const INSERT_CUSTOMER: &str = "insert into customers (space_id, cu_ref_no, email, email_canonical, \
+     email_rules_version, phone, first_name, last_name, company_name, company_registration_number, \
+     tax_identification_number, premium, ban, meta, registration_ip, last_ip, last_seen_at, created_at, updated_at, \
+     password_hash, account_confirmed_at) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17, $17, $18, $19)";
+
+/// What inserting a customer does when its canonical e-mail belongs to a customer already.
+#[derive(Clone, Copy)]
+enum OnEmailTaken {
+    /// A unique violation (`Conflict`).
+    Fail,
+    /// `create`: the existing customer's empty company fields are filled and its last
+    /// visit recorded.
+    FillEmpty,
+    /// Registration: the password is set on a guest (or an unconfirmed registration),
+    /// keeping its cuRefNo; a banned, erased or confirmed customer is left alone (no row).
+    Register,
+}
+
+impl OnEmailTaken {
+    fn clause(self) -> &'static str {
+        match self {
+            OnEmailTaken::Fail => "",
+            OnEmailTaken::FillEmpty => {
+                " on conflict (space_id, email_canonical) do update set \
+                 company_name = coalesce(customers.company_name, excluded.company_name), \
+                 company_registration_number = coalesce(customers.company_registration_number, \
+                 excluded.company_registration_number), \
+                 tax_identification_number = coalesce(customers.tax_identification_number, \
+                 excluded.tax_identification_number), \
+                 last_ip = excluded.last_ip, last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at"
+            }
+            OnEmailTaken::Register => {
+                " on conflict (space_id, email_canonical) do update set \
+                 password_hash = excluded.password_hash, account_confirmed_at = excluded.account_confirmed_at, \
+                 first_name = coalesce(customers.first_name, excluded.first_name), \
+                 last_name = coalesce(customers.last_name, excluded.last_name), \
+                 company_name = coalesce(customers.company_name, excluded.company_name), \
+                 last_ip = excluded.last_ip, last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at \
+                 where customers.ban = false and customers.erased_at is null \
+                 and (customers.password_hash is null or customers.account_confirmed_at is null)"
+            }
+        }
+    }
+
+    /// The insert, returning the row's id and its (possibly older) cuRefNo.
+    fn insert(self) -> String {
+        format!("{INSERT_CUSTOMER}{} returning id, cu_ref_no", self.clause())
+    }
+}
+
+/// A customer row to insert; fields left at their default start empty.
+#[derive(Default)]
+struct NewCustomer<'a> {
+    space: i64,
+    cu_ref_no: &'a str,
+    email: Option<&'a Email>,
+    phone: Option<&'a str>,
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
+    company_name: Option<&'a str>,
+    company_registration_number: Option<&'a str>,
+    tax_identification_number: Option<&'a str>,
+    premium: bool,
+    ban: bool,
+    meta: Option<&'a Map<String, Value>>,
+    ip: Option<&'a ClientIp>,
+    last_seen_at: Option<DateTime<Utc>>,
+    password_hash: Option<&'a str>,
+    account_confirmed_at: Option<DateTime<Utc>>,
+}
+
+impl<'a> NewCustomer<'a> {
+    /// Binds the row to `INSERT_CUSTOMER`'s placeholders, with `now` as its creation time.
+    fn bind<O>(&self, query: QueryAs<'a, Db, O, Args<'a>>, now: DateTime<Utc>) -> QueryAs<'a, Db, O, Args<'a>> {
+        static EMPTY: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
+        query
+            .bind(self.space)
+            .bind(self.cu_ref_no)
+            .bind(self.email.map(Email::normalized))
+            .bind(self.email.map(Email::canonical))
+            .bind(EMAIL_RULES_VERSION as i64)
+            .bind(self.phone)
+            .bind(self.first_name)
+            .bind(self.last_name)
+            .bind(self.company_name)
+            .bind(self.company_registration_number)
+            .bind(self.tax_identification_number)
+            .bind(self.premium)
+            .bind(self.ban)
+            .bind(Json(self.meta.unwrap_or(&EMPTY)))
+            .bind(self.ip.map(ClientIp::as_str))
+            .bind(self.last_seen_at)
+            .bind(now)
+            .bind(self.password_hash)
+            .bind(self.account_confirmed_at)
+    }
+}
+
+/// The one statement that starts sessions: a login's new one, or the demo session
+/// renewed (expiry extended, revocation lifted) on every demo start.
+const INSERT_SESSION: &str = "insert into sessions \
+     (space_id, customer_id, identity_digest, created_at, expires_at, last_seen_at) values ($1, $2, $3, $4, $5, $4) \
+     on conflict (space_id, identity_digest) do update set expires_at = excluded.expires_at, revoked_at = null";
+
+/// Starts a session for customer `customer_id` through `exec`.
+async fn insert_session<'e>(
+    exec: impl Executor<'e, Database = Db>,
+    space: SpaceId,
+    customer_id: i64,
+    identity_digest: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(INSERT_SESSION)
+        .bind(space.0)
+        .bind(customer_id)
+        .bind(identity_digest)
+        .bind(now)
+        .bind(expires_at)
+        .execute(exec)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! The mail outbox as the SMTP sender reads and marks it.
+
+use async_trait::async_trait;
+
+use super::SqlStore;
+use crate::store::{now, OutboxMessage, OutboxStore, StoreResult};
+
+#[async_trait]
+impl OutboxStore for SqlStore {
+    async fn pending_outbox(&self, max_attempts: i64, limit: i64) -> StoreResult<Vec<OutboxMessage>> {
+        Ok(sqlx::query_as(
+            "select id, space_id, recipient, kind, subject, body, created_at, sent_at, attempts \
+             from mail_outbox where sent_at is null and attempts < $1 order by id limit $2",
+        )
+        .bind(max_attempts)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn mark_outbox_sent(&self, id: i64) -> StoreResult<()> {
+        sqlx::query(
+            "update mail_outbox set sent_at = $2, body = '', attempts = attempts + 1, last_error = null where id = $1",
+        )
+        .bind(id)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_outbox_failed(&self, id: i64, error: &str) -> StoreResult<()> {
+        sqlx::query("update mail_outbox set attempts = attempts + 1, last_error = $2 where id = $1")
+            .bind(id)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

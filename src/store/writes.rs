@@ -1,0 +1,186 @@
+//! Profile writes as the store takes them (create-or-update, credit) and what they come
+//! to. Every refusal of a write is decided before its first statement, so a refused item
+//! leaves nothing behind, even inside an import batch's transaction.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::Group;
+use crate::normalize::{ClientIp, CuRefNo, Email, Phone};
+
+/// A field of a write: not given (`None`, kept as stored) or given (`Some(None)` clears).
+pub type Patch<T> = Option<Option<T>>;
+
+/// One create-or-update, validated. The contact is the one named by `cu_ref_no`, else the
+/// one with this canonical e-mail (own, then alternate), else the one with this phone
+/// (own, then alternate; only a contact without e-mail when an e-mail is given).
+#[derive(Debug, Clone, Default)]
+pub struct ContactWrite {
+    pub cu_ref_no: Option<CuRefNo>,
+    pub email: Option<Email>,
+    pub phone: Option<Phone>,
+    pub first_name: Patch<String>,
+    pub last_name: Patch<String>,
+    pub company_name: Patch<String>,
+    pub company_registration_number: Patch<String>,
+    pub tax_identification_number: Patch<String>,
+    pub premium: Option<bool>,
+    pub ban: Option<bool>,
+    /// Replaces the contact's groups; unique by slug.
+    pub groups: Option<Vec<Group>>,
+    /// A JSON merge patch (RFC 7396) for the stored `meta`: `null` deletes a key.
+    pub meta: Option<Map<String, Value>>,
+    /// Replace the contact's alternate addresses / numbers.
+    pub alternate_emails: Option<Vec<Email>>,
+    pub alternate_phones: Option<Vec<Phone>>,
+    pub referral: Patch<CuRefNo>,
+    /// Upserted by external id; subscriptions not named are kept.
+    pub subscriptions: Vec<SubscriptionWrite>,
+    /// Recorded as last seen (and as the registration address of a new contact).
+    pub ip: Option<ClientIp>,
+    /// The cuRefNo a created contact gets instead of a fresh one: the demo seed's
+    /// published numbers. Never set from client input.
+    pub new_cu_ref_no: Option<CuRefNo>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionStatus {
+    Active,
+    Paused,
+    Cancelled,
+    Expired,
+}
+
+impl SubscriptionStatus {
+    pub const ALL: [SubscriptionStatus; 4] = [Self::Active, Self::Paused, Self::Cancelled, Self::Expired];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionWrite {
+    pub external_id: String,
+    pub product_slug: Option<String>,
+    pub product_code: Option<String>,
+    pub order_number: Option<String>,
+    pub order_hash: Option<String>,
+    pub auto_renew: Option<bool>,
+    pub status: Option<SubscriptionStatus>,
+    /// `Some(None)`: runs with no end date.
+    pub valid_until: Patch<DateTime<Utc>>,
+}
+
+/// Why a write was refused; nothing of it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactRefusal {
+    /// No live contact has the given cuRefNo.
+    NotFound,
+    ReferrerNotFound,
+    /// The e-mail is another contact's.
+    EmailTaken,
+    /// The phone is another phone-only contact's, and this contact has no e-mail either.
+    PhoneTaken,
+    /// This subscription external id belongs to another contact.
+    SubscriptionTaken(String),
+    /// A new contact needs an e-mail or a phone.
+    NoContactPoint,
+}
+
+/// A contact written by an import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub new_account: bool,
+    pub cu_ref_no: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreditAdd {
+    pub cu_ref_no: CuRefNo,
+    pub amount: i64,
+    pub reason: String,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// A client's Idempotency-Key and a digest of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreditOutcome {
+    Added { balance: i64 },
+    /// The same request was made before under this key; its result, unchanged.
+    Replayed { balance: i64 },
+    NotFound,
+    /// The key was used before with a different request.
+    KeyReused,
+}
+
+/// Applies a JSON merge patch (RFC 7396) to an object: `null` removes a key, objects merge
+/// recursively, anything else replaces.
+pub fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                target.remove(key);
+            }
+            Value::Object(inner) => {
+                let slot = target.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+                if !slot.is_object() {
+                    *slot = Value::Object(Map::new());
+                }
+                if let Value::Object(existing) = slot {
+                    merge_patch(existing, inner);
+                }
+            }
+            other => {
+                target.insert(key.clone(), other.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut target = obj(json!({"a": "b", "c": {"d": "e", "f": "g"}, "keep": 1}));
+        merge_patch(&mut target, &obj(json!({"a": "z", "c": {"f": null, "h": [1]}, "new": true, "gone": null})));
+        assert_eq!(Value::Object(target), json!({"a": "z", "c": {"d": "e", "h": [1]}, "keep": 1, "new": true}));
+
+        let mut scalar_to_object = obj(json!({"a": 1}));
+        merge_patch(&mut scalar_to_object, &obj(json!({"a": {"b": null, "c": 2}})));
+        assert_eq!(Value::Object(scalar_to_object), json!({"a": {"c": 2}}));
+    }
+
+    #[test]
+    fn subscription_statuses_round_trip() {
+        for s in SubscriptionStatus::ALL {
+            assert_eq!(SubscriptionStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(SubscriptionStatus::parse("Active"), None);
+    }
+}
