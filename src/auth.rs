@@ -108,7 +108,12 @@ impl KeyRegistry {
 
     /// Runs the pipeline for a raw key (already chosen by precedence). The rate state, once
     /// known, is left in `rate` for the response headers, whatever the outcome after it.
-    pub async fn authorize(&self, raw: Option<&str>, scope: Scope, rate: Option<&RateSlot>) -> Result<Caller, AuthError> {
+    pub async fn authorize(
+        &self,
+        raw: Option<&str>,
+        scope: Scope,
+        rate: Option<&RateSlot>,
+    ) -> Result<Caller, AuthError> {
         let raw = raw.ok_or(AuthError::Missing)?;
         let key = ApiKey::parse(raw).map_err(|_| AuthError::Format)?;
         let digest = key.digest();

@@ -27,7 +27,11 @@ impl fmt::Display for DatabaseUrl {
     /// `sslpassword` query parameters that the drivers also accept.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Ok(mut u) = url::Url::parse(&self.0) else {
-            return f.write_str(if self.0.contains("password") { "<unparseable URL with a password>" } else { &self.0 });
+            return f.write_str(if self.0.contains("password") {
+                "<unparseable URL with a password>"
+            } else {
+                &self.0
+            });
         };
         if u.password().is_some() {
             let _ = u.set_password(Some("****"));
@@ -136,7 +140,6 @@ pub struct ServeConfig {
     /// Sender of outgoing mail.
     #[arg(long, env = "MAIL_FROM", default_value = "BizKit Mirror <no-reply@localhost>")]
     pub mail_from: String,
-    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     /// Region of phone numbers written without a country prefix (ISO 3166-1, e.g. CZ).
     #[arg(long, env = "DEFAULT_PHONE_REGION", default_value = "CZ", value_parser = parse_region)]
     pub default_phone_region: crate::normalize::Region,
@@ -145,6 +148,7 @@ pub struct ServeConfig {
     #[arg(long, env = "IMPORT_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub import_batch_size: u32,
 
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
 
@@ -179,8 +183,12 @@ impl ServeConfig {
     }
 
     pub fn cors_policy(&self) -> anyhow::Result<crate::http::cors::CorsPolicy> {
-        crate::http::cors::CorsPolicy::parse(self.cors_allowed_origins.as_deref(), self.demo, self.cors_allow_any_origin)
-            .map_err(anyhow::Error::msg)
+        crate::http::cors::CorsPolicy::parse(
+            self.cors_allowed_origins.as_deref(),
+            self.demo,
+            self.cors_allow_any_origin,
+        )
+        .map_err(anyhow::Error::msg)
     }
 
     pub fn rate_limits(&self) -> crate::ratelimit::RateLimits {
@@ -243,11 +251,19 @@ mod tests {
         };
         assert!(parse(&["--demo"]).auto_confirm, "--demo always confirms at once");
         assert!(parse(&["--auto-confirm"]).auto_confirm);
-        let s = parse(&["--login-max-failures", "3", "--login-failure-window-seconds", "60", "--register-retry-seconds", "30"]);
+        let s = parse(&[
+            "--login-max-failures",
+            "3",
+            "--login-failure-window-seconds",
+            "60",
+            "--register-retry-seconds",
+            "30",
+        ]);
         assert_eq!(s.login_max_failures, 3);
         assert_eq!(s.login_failure_window, chrono::TimeDelta::seconds(60));
         assert_eq!(s.register_retry, chrono::TimeDelta::seconds(30));
-        let smtp = Wrap::try_parse_from(["bizkit-mirror", "--smtp-url", "smtp://u:hunter2@mail:587"]).unwrap().serve.smtp_url;
+        let smtp =
+            Wrap::try_parse_from(["bizkit-mirror", "--smtp-url", "smtp://u:hunter2@mail:587"]).unwrap().serve.smtp_url;
         assert!(!format!("{smtp:?}").contains("hunter2"), "the SMTP password is masked");
     }
 

@@ -3,8 +3,8 @@
 
 use crate::normalize::{ClientIp, CuRefNo, IdentityId};
 use crate::store::{
-    CreateCustomer, Detail, DynStore, MatchItem, MatchOutcome, MatchTarget, PagePos, Profile,
-    RemoveOutcome, Side, SpaceId, StoreError,
+    CreateCustomer, Detail, DynStore, MatchItem, MatchOutcome, MatchTarget, PagePos, Profile, RemoveOutcome, Side,
+    SpaceId, StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +69,12 @@ impl<'a> Customers<'a> {
     }
 
     /// Relates the manager to the target, keeping (or replacing) the notice.
-    pub async fn match_customer(&self, manager: &CuRefNo, target: &MatchTarget, notice: Option<&str>) -> CustomerResult<()> {
+    pub async fn match_customer(
+        &self,
+        manager: &CuRefNo,
+        target: &MatchTarget,
+        notice: Option<&str>,
+    ) -> CustomerResult<()> {
         match self.store.upsert_match(self.space, manager, target, notice).await? {
             MatchOutcome::Matched => Ok(()),
             MatchOutcome::ManagerNotFound => Err(CustomerError::ManagerNotFound),

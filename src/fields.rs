@@ -152,7 +152,12 @@ pub fn text(value: Option<&str>, field: &'static str, max: usize) -> InputResult
 }
 
 /// A text field of a write: absent keeps, `null` or empty clears, a value is cleaned.
-pub fn text_patch(value: &Patch<String>, field: &'static str, kind: TextKind, max: usize) -> InputResult<Patch<String>> {
+pub fn text_patch(
+    value: &Patch<String>,
+    field: &'static str,
+    kind: TextKind,
+    max: usize,
+) -> InputResult<Patch<String>> {
     value.as_ref().map(|v| text_as(v.as_deref(), field, kind, max)).transpose()
 }
 

@@ -14,10 +14,10 @@ pub mod contacts;
 pub mod customers;
 /// Input fields read into validated values, and every field's limits, in one place.
 pub mod fields;
-/// Bulk import: streamed items validated and written in batches, for the endpoint and the CLI.
-pub mod import;
 /// Routes, handlers, extractors, the error envelope and middleware.
 pub mod http;
+/// Bulk import: streamed items validated and written in batches, for the endpoint and the CLI.
+pub mod import;
 /// Sending the mail outbox over SMTP when configured.
 pub mod mail;
 /// Pure normalisation of every input (e-mail, IP, phone, text, slugs, passwords, tokens).

@@ -206,7 +206,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 KeyCommand::List { org } => print!("{}", keys_table(&admin.list_keys(Some(&org)).await?)),
                 KeyCommand::Revoke { id } => {
                     let (revoked, _) = admin.revoke_key(Some(id)).await?;
-                    println!("{}", if revoked { format!("revoked key {id}") } else { format!("key {id} was already revoked") });
+                    println!(
+                        "{}",
+                        if revoked { format!("revoked key {id}") } else { format!("key {id} was already revoked") }
+                    );
                 }
             }
             Ok(())

@@ -82,7 +82,8 @@ impl RateLimits {
     pub const DEFAULT_DEV: Plan = Plan { per_hour: 1_000, burst: 50 };
 
     pub fn new(prod: Plan, dev: Plan) -> Self {
-        let limiters = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(Duration::from_secs(3600)).build();
+        let limiters =
+            moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(Duration::from_secs(3600)).build();
         Self { prod, dev, clock: DefaultClock::default(), limiters }
     }
 
@@ -99,20 +100,34 @@ impl RateLimits {
 
     /// Takes one request from the key's allowance. `None`: the key is not limited.
     /// `Err`: over the limit, with the time to wait.
-    pub fn check(&self, key_id: i64, kind: ApiKeyKind, override_per_minute: Option<i64>) -> Option<Result<RateInfo, RateInfo>> {
+    pub fn check(
+        &self,
+        key_id: i64,
+        kind: ApiKeyKind,
+        override_per_minute: Option<i64>,
+    ) -> Option<Result<RateInfo, RateInfo>> {
         let plan = self.plan_for(kind, override_per_minute)?;
         let entry = self.limiters.get(&key_id).filter(|e| e.plan == plan).unwrap_or_else(|| {
-            let entry = Arc::new(Entry { plan, limiter: RateLimiter::direct_with_clock(plan.quota(), self.clock.clone()) .with_middleware() });
+            let entry = Arc::new(Entry {
+                plan,
+                limiter: RateLimiter::direct_with_clock(plan.quota(), self.clock.clone()).with_middleware(),
+            });
             self.limiters.insert(key_id, entry.clone());
             entry
         });
         let interval = plan.quota().replenish_interval();
         let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let reset_after = |missing: u32, wait: Duration| (unix_now + wait + interval * missing).as_secs_f64().ceil() as u64;
+        let reset_after =
+            |missing: u32, wait: Duration| (unix_now + wait + interval * missing).as_secs_f64().ceil() as u64;
         Some(match entry.limiter.check() {
             Ok(state) => {
                 let remaining = state.remaining_burst_capacity();
-                Ok(RateInfo { limit: plan.burst, remaining, reset: reset_after(plan.burst - remaining.min(plan.burst), Duration::ZERO), retry_after: None })
+                Ok(RateInfo {
+                    limit: plan.burst,
+                    remaining,
+                    reset: reset_after(plan.burst - remaining.min(plan.burst), Duration::ZERO),
+                    retry_after: None,
+                })
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
@@ -140,7 +155,8 @@ mod tests {
     #[test]
     fn burst_then_refusal_then_refill() {
         let limits = RateLimits::new(Plan { per_hour: 36_000, burst: 3 }, Plan { per_hour: 60, burst: 1 });
-        let remaining: Vec<u32> = (0..3).map(|_| limits.check(1, ApiKeyKind::Prod, None).unwrap().unwrap().remaining).collect();
+        let remaining: Vec<u32> =
+            (0..3).map(|_| limits.check(1, ApiKeyKind::Prod, None).unwrap().unwrap().remaining).collect();
         assert_eq!(remaining, [2, 1, 0]);
         let refused = limits.check(1, ApiKeyKind::Prod, None).unwrap().unwrap_err();
         assert_eq!((refused.remaining, refused.retry_after), (0, Some(1)));

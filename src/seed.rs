@@ -6,7 +6,8 @@ use anyhow::Context;
 use crate::auth::Scope;
 use crate::normalize::{sha256_hex, ApiKey, ApiKeyKind, CuRefNo, Email, Phone, Region};
 use crate::store::{
-    now, ContactWrite, CreditAdd, DynStore, Group, Idempotency, Mode, NewKey, SubscriptionStatus, SubscriptionWrite, SESSION_LIFETIME,
+    now, ContactWrite, CreditAdd, DynStore, Group, Idempotency, Mode, NewKey, SubscriptionStatus, SubscriptionWrite,
+    SESSION_LIFETIME,
 };
 
 pub struct SeedKey {

@@ -79,10 +79,11 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
              BizKitHub's documentation can use them. Never run --demo on data you care about."
         );
     }
-    let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on BIND {}", config.bind))?;
+    let listener =
+        TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on BIND {}", config.bind))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    let keys =
-        KeyRegistry::new(store.clone(), Duration::from_secs(config.key_cache_seconds)).with_limits(config.rate_limits());
+    let keys = KeyRegistry::new(store.clone(), Duration::from_secs(config.key_cache_seconds))
+        .with_limits(config.rate_limits());
     let accounts = config.account_settings();
     if accounts.auto_confirm {
         tracing::info!("storefront registrations are confirmed at once (auto-confirm)");

@@ -4,8 +4,7 @@
 use super::{confirmation_message, Accounts, HashError};
 use crate::normalize::{ClientIp, ConfirmationToken, Email, IdentityId, Password};
 use crate::store::{
-    now, Attempt, Confirmation, DynStore, Profile, Registration, RegistrationOutcome, SpaceId,
-    StoreError,
+    now, Attempt, Confirmation, DynStore, Profile, Registration, RegistrationOutcome, SpaceId, StoreError,
 };
 
 /// A failure the user cannot fix (storage or hashing); logged, never detailed to clients.

@@ -17,8 +17,7 @@ use crate::auth::{Caller, Scope};
 use crate::fields::{self, limits, InputError};
 use crate::normalize::{ApiKey, ApiKeyKind};
 use crate::store::{
-    AuditActor, AuditEntry, DynStore, KeyInfo, KeyRevocation, NewAudit, NewKey, Organisation,
-    PagePos, StoreError,
+    AuditActor, AuditEntry, DynStore, KeyInfo, KeyRevocation, NewAudit, NewKey, Organisation, PagePos, StoreError,
 };
 
 /// The organisation whose ROOT keys administer every organisation.
@@ -134,7 +133,11 @@ impl<'a> Admin<'a> {
         if caller.kind != ApiKeyKind::Root {
             return Err(AdminError::Forbidden("only ROOT keys may call the admin endpoints".into()));
         }
-        Ok(Admin { store, actor: Actor::Key { id: caller.key_id, organisation: caller.organisation.clone() }, request_id })
+        Ok(Admin {
+            store,
+            actor: Actor::Key { id: caller.key_id, organisation: caller.organisation.clone() },
+            request_id,
+        })
     }
 
     /// For the command line, which reaches the database directly and so every organisation.
@@ -167,7 +170,13 @@ impl<'a> Admin<'a> {
         slug(organisation, "organisation")
     }
 
-    async fn audit(&self, organisation: Option<&str>, action: &'static str, target: String, detail: serde_json::Value) -> Result<(), AdminError> {
+    async fn audit(
+        &self,
+        organisation: Option<&str>,
+        action: &'static str,
+        target: String,
+        detail: serde_json::Value,
+    ) -> Result<(), AdminError> {
         let actor = match self.actor {
             Actor::Key { id, .. } => AuditActor::Key(id),
             Actor::Cli => AuditActor::Cli,
@@ -183,7 +192,11 @@ impl<'a> Admin<'a> {
         Ok(self.store.record_audit(&entry).await?)
     }
 
-    pub async fn create_organisation(&self, slug_in: Option<&str>, name: Option<&str>) -> Result<Organisation, AdminError> {
+    pub async fn create_organisation(
+        &self,
+        slug_in: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Organisation, AdminError> {
         if self.confined_to().is_some() {
             return Err(AdminError::Forbidden(format!(
                 "only ROOT keys of organisation {OPERATOR_ORGANISATION} may create organisations"
@@ -257,7 +270,9 @@ impl<'a> Admin<'a> {
     pub async fn list_keys(&self, organisation: Option<&str>) -> Result<Vec<KeyInfo>, AdminError> {
         let organisation = self.reach(organisation)?;
         let keys = match self.store.list_keys(&organisation).await {
-            Err(StoreError::NotFound) => return Err(invalid("organisation", format!("no organisation {organisation}"))),
+            Err(StoreError::NotFound) => {
+                return Err(invalid("organisation", format!("no organisation {organisation}")))
+            }
             other => other?,
         };
         self.audit(Some(&organisation), "api_key.list", organisation.clone(), json!({ "count": keys.len() })).await?;
@@ -275,7 +290,8 @@ impl<'a> Admin<'a> {
                 self.confined_to().unwrap_or_default()
             ))),
             KeyRevocation::Done { digest, organisation, revoked } => {
-                self.audit(Some(&organisation), "api_key.revoke", id.to_string(), json!({ "revoked": revoked })).await?;
+                self.audit(Some(&organisation), "api_key.revoke", id.to_string(), json!({ "revoked": revoked }))
+                    .await?;
                 Ok((revoked, digest))
             }
         }
@@ -284,7 +300,12 @@ impl<'a> Admin<'a> {
     /// The audit log, newest first, `limit` entries before `before`. The operator sees
     /// every organisation's unless it names one; any other organisation's ROOT key sees
     /// its own.
-    pub async fn list_audit(&self, organisation: Option<&str>, limit: i64, before: PagePos) -> Result<AuditPage, AdminError> {
+    pub async fn list_audit(
+        &self,
+        organisation: Option<&str>,
+        limit: i64,
+        before: PagePos,
+    ) -> Result<AuditPage, AdminError> {
         let organisation = match (organisation, self.confined_to()) {
             (None, None) => None,
             (requested, _) => Some(self.reach(requested)?),
@@ -324,8 +345,14 @@ mod tests {
     #[test]
     fn scopes_are_known_and_canonical() {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(parse_scopes(&names(&["admin", "customer:read", "admin"])).unwrap(), names(&["customer:read", "admin"]));
-        assert!(matches!(parse_scopes(&names(&["customer:delete"])), Err(AdminError::Input(InputError::Field { field: "scopes", .. }))));
+        assert_eq!(
+            parse_scopes(&names(&["admin", "customer:read", "admin"])).unwrap(),
+            names(&["customer:read", "admin"])
+        );
+        assert!(matches!(
+            parse_scopes(&names(&["customer:delete"])),
+            Err(AdminError::Input(InputError::Field { field: "scopes", .. }))
+        ));
         assert!(matches!(parse_scopes(&[]), Err(AdminError::Input(InputError::Field { field: "scopes", .. }))));
     }
 

@@ -6,9 +6,11 @@ use crate::store::KeyInfo;
 
 /// Keys as a plain-text table for the command line.
 pub fn keys_table(keys: &[KeyInfo]) -> String {
-    let time = |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-    let mut rows = vec![["ID", "PREFIX", "KIND", "LABEL", "SCOPES", "CREATED", "LAST USED", "EXPIRES", "REVOKED", "RATE/MIN"]
-        .map(str::to_owned)];
+    let time =
+        |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+    let mut rows =
+        vec![["ID", "PREFIX", "KIND", "LABEL", "SCOPES", "CREATED", "LAST USED", "EXPIRES", "REVOKED", "RATE/MIN"]
+            .map(str::to_owned)];
     for k in keys {
         rows.push([
             k.id.to_string(),
@@ -32,4 +34,3 @@ pub fn keys_table(keys: &[KeyInfo]) -> String {
     }
     out
 }
-

@@ -194,7 +194,8 @@ mod tests {
 
     #[test]
     fn absent_null_and_empty_fields_differ() {
-        let w = write(json!({"email": "a@example.com", "firstName": null, "lastName": " novák ", "companyName": ""})).unwrap();
+        let w = write(json!({"email": "a@example.com", "firstName": null, "lastName": " novák ", "companyName": ""}))
+            .unwrap();
         assert_eq!(w.first_name, Some(None), "null clears");
         assert_eq!(w.last_name, Some(Some("Novák".into())), "names are cleaned and capitalised");
         assert_eq!(w.company_name, Some(None), "empty clears");
@@ -212,7 +213,9 @@ mod tests {
 
     #[test]
     fn peer_aliases_are_accepted() {
-        let w = write(json!({"phoneNumber": "777 123 456", "alternatePhoneNumbers": ["+421 905 123 456"], "tags": ["a"]})).unwrap();
+        let w =
+            write(json!({"phoneNumber": "777 123 456", "alternatePhoneNumbers": ["+421 905 123 456"], "tags": ["a"]}))
+                .unwrap();
         assert_eq!(w.phone.unwrap().as_str(), "+420 777123456");
         assert_eq!(w.alternate_phones.unwrap()[0].as_str(), "+421 905123456");
         assert_eq!(w.groups.unwrap()[0].slug, "a");

@@ -8,8 +8,7 @@ pub use input::ContactBody;
 use crate::fields::InputError;
 use crate::normalize::{sha256_hex, CuRefNo, Region};
 use crate::store::{
-    ContactRefusal, ContactWrite, CreditAdd, CreditOutcome, DynStore, Idempotency, Profile,
-    SpaceId, StoreError,
+    ContactRefusal, ContactWrite, CreditAdd, CreditOutcome, DynStore, Idempotency, Profile, SpaceId, StoreError,
 };
 
 /// How contacts are written; see the README's settings table.

@@ -130,7 +130,10 @@ impl Endpoint for ConfirmQuery {
     const SCOPE: Scope = Scope::CustomerWrite;
 }
 
-pub async fn confirm(State(state): State<AppState>, req: KeyedQuery<ConfirmQuery>) -> Result<Json<wire::Done>, ApiError> {
+pub async fn confirm(
+    State(state): State<AppState>,
+    req: KeyedQuery<ConfirmQuery>,
+) -> Result<Json<wire::Done>, ApiError> {
     let unusable = || fields::invalid("token", "the token is unknown, already used or expired");
     let token = fields::required(req.query.token.as_deref(), "token")?;
     let token = ConfirmationToken::parse(token).map_err(|_| unusable())?;
@@ -158,7 +161,10 @@ pub struct SignedIn {
     identity_id: String,
 }
 
-pub async fn login(State(state): State<AppState>, req: KeyedJson<LoginBody>) -> Result<Json<Answer<SignedIn>>, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    req: KeyedJson<LoginBody>,
+) -> Result<Json<Answer<SignedIn>>, ApiError> {
     let b = req.body;
     let email = fields::required_email(b.email.as_deref(), "email")?;
     let password = fields::password(b.password.as_deref(), Password::typed)?;

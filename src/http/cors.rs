@@ -77,7 +77,9 @@ impl CorsPolicy {
             CorsPolicy::Off => None,
             // Keys, not cookies, authenticate; credentials are allowed only so that pages
             // using `credentials: 'include'` (common in storefront code) are not refused.
-            CorsPolicy::Origins(list) => Some(base.allow_origin(AllowOrigin::list(list.clone())).allow_credentials(true)),
+            CorsPolicy::Origins(list) => {
+                Some(base.allow_origin(AllowOrigin::list(list.clone())).allow_credentials(true))
+            }
             CorsPolicy::Any => Some(base.allow_origin(AllowOrigin::any())),
         }
     }
@@ -102,7 +104,8 @@ impl CorsPolicy {
 /// An origin as browsers send it in `Origin`, compared byte for byte: a trailing slash,
 /// a path or an upper-case host would silently never match, so they are refused here.
 fn exact_origin(entry: &str) -> Result<HeaderValue, String> {
-    let parsed = url::Url::parse(entry).map_err(|e| format!("CORS_ALLOWED_ORIGINS: {entry:?} is not an origin ({e})"))?;
+    let parsed =
+        url::Url::parse(entry).map_err(|e| format!("CORS_ALLOWED_ORIGINS: {entry:?} is not an origin ({e})"))?;
     let serialised = parsed.origin().ascii_serialization();
     if !matches!(parsed.scheme(), "http" | "https") || serialised != entry {
         return Err(format!(

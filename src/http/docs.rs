@@ -37,13 +37,7 @@ pub async fn page() -> impl IntoResponse {
 }
 
 pub async fn bundle() -> impl IntoResponse {
-    (
-        [
-            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (CACHE_CONTROL, "public, max-age=31536000, immutable"),
-        ],
-        BUNDLE,
-    )
+    ([(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, "public, max-age=31536000, immutable")], BUNDLE)
 }
 
 #[cfg(test)]

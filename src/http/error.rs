@@ -339,12 +339,19 @@ mod tests {
             (json!({"email": "a@example.com", "meta": {"k": "x".repeat(20_000)}}), "VALUE_TOO_LONG", "meta"),
             (json!({"email": "a@example.com", "premium": "yes"}), "INVALID_REQUEST", "premium"),
             (json!({"email": "a@example.com", "subscriptions": [{}]}), "INVALID_REQUEST", "subscriptions.externalId"),
-            (json!({"email": "a@example.com", "subscriptions": [{"externalId": "s", "status": "on"}]}), "INVALID_REQUEST", "subscriptions.status"),
-            (json!({"email": "a@example.com", "subscriptions": [{"externalId": "s", "validUntil": "tomorrow"}]}), "INVALID_REQUEST", "subscriptions.validUntil"),
+            (
+                json!({"email": "a@example.com", "subscriptions": [{"externalId": "s", "status": "on"}]}),
+                "INVALID_REQUEST",
+                "subscriptions.status",
+            ),
+            (
+                json!({"email": "a@example.com", "subscriptions": [{"externalId": "s", "validUntil": "tomorrow"}]}),
+                "INVALID_REQUEST",
+                "subscriptions.validUntil",
+            ),
             (json!({"email": "a@example.com", "customerRealIp": "1.2.3"}), "INVALID_IP_ADDRESS", "customerRealIp"),
         ] {
             assert_eq!(refusal(body.clone()), (code, Some(field.to_owned())), "{body}");
         }
     }
-
 }

@@ -32,7 +32,8 @@ impl Endpoint for ImportItems {
 
 /// JSON for an array, NDJSON (under any of its common names) for one item a line.
 fn accepted(headers: &HeaderMap) -> bool {
-    const NDJSON: [&str; 4] = ["application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"];
+    const NDJSON: [&str; 4] =
+        ["application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"];
     media_type(headers).is_some_and(|m| is_json(&m) || NDJSON.contains(&m.as_str()))
 }
 

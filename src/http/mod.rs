@@ -65,7 +65,13 @@ impl Routes {
         self.add(method, path, None, handler)
     }
 
-    fn add(mut self, method: Method, path: &'static str, scope: Option<Scope>, handler: MethodRouter<AppState>) -> Self {
+    fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        scope: Option<Scope>,
+        handler: MethodRouter<AppState>,
+    ) -> Self {
         self.table.push(RouteInfo { method, path, scope });
         self.router = self.router.route(path, handler);
         self
@@ -73,11 +79,11 @@ impl Routes {
 }
 
 fn routes() -> Routes {
+    use crate::contacts::ContactBody;
     use account as a;
     use admin as ad;
     use customer as c;
     use profile as p;
-    use crate::contacts::ContactBody;
     use Method as M;
     // The storefront account endpoints answer under BizKitHub's two prefixes.
     Routes { router: Router::new(), table: Vec::new() }

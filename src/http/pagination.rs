@@ -78,7 +78,9 @@ mod tests {
         ] {
             assert_eq!(decode_matches(&encode_matches(&c)), Some(c));
         }
-        for junk in ["", "zz", &hex::encode("v2|-|-"), &hex::encode("v1|-"), &hex::encode("v1|x.1|-"), &hex::encode("v1|-|-|-")] {
+        for junk in
+            ["", "zz", &hex::encode("v2|-|-"), &hex::encode("v1|-"), &hex::encode("v1|x.1|-"), &hex::encode("v1|-|-|-")]
+        {
             assert_eq!(decode_matches(junk), None, "{junk}");
         }
     }
@@ -86,7 +88,9 @@ mod tests {
     #[test]
     fn audit_cursor_round_trips_and_rejects_junk() {
         assert_eq!(decode_audit(&encode_audit(pos(7))), Some(pos(7)));
-        for junk in ["", "zz", &hex::encode("a2|1.1"), &hex::encode("a1|x.1"), &hex::encode("a1|1"), &hex::encode("a1|-")] {
+        for junk in
+            ["", "zz", &hex::encode("a2|1.1"), &hex::encode("a1|x.1"), &hex::encode("a1|1"), &hex::encode("a1|-")]
+        {
             assert_eq!(decode_audit(junk), None, "{junk}");
         }
         assert_eq!(decode_audit(&encode_matches(&MatchCursor::START)), None, "another list's cursor");

@@ -98,11 +98,8 @@ impl Importer {
         let mut writes = Vec::with_capacity(items.len());
         let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
         for item in items {
-            let write = item
-                .value
-                .map_err(malformed)
-                .and_then(ContactBody::from_json)
-                .and_then(|body| body.into_write(region));
+            let write =
+                item.value.map_err(malformed).and_then(ContactBody::from_json).and_then(|body| body.into_write(region));
             let outcome = match write {
                 Ok(w) => {
                     writes.push(w);

@@ -244,8 +244,7 @@ async fn finishes(dropped: &AtomicBool) -> bool {
 
 #[tokio::test]
 async fn dropped_receiver_stops_the_reader() {
-    let inputs: [(&[u8], &[u8]); 3] =
-        [(b"", b"{\"a\":1}\n"), (b"[", b"{\"a\":1},"), (b"{}\n", b"\n\n\n\n\n\n\n\n")];
+    let inputs: [(&[u8], &[u8]); 3] = [(b"", b"{\"a\":1}\n"), (b"[", b"{\"a\":1},"), (b"{}\n", b"\n\n\n\n\n\n\n\n")];
     for (head, body) in inputs {
         let (reader, dropped) = endless(head, body);
         let mut rx = spawn_reader(reader, 1, 1);
@@ -284,7 +283,10 @@ fn counting_reader_adds_what_it_reads() {
 /// Peak resident memory of this process, where the platform says it.
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 #[tokio::test]

@@ -85,10 +85,7 @@ impl Email {
             return Err(EmailError::TooLong);
         }
         let canonical = canonicalize(&local, &domain);
-        Ok(Email {
-            normalized,
-            canonical,
-        })
+        Ok(Email { normalized, canonical })
     }
 
     /// The form that is stored and returned to clients.
@@ -158,9 +155,7 @@ fn check_domain(domain: &str) -> Result<String, EmailError> {
         if label.len() > MAX_LABEL {
             return Err(EmailError::LabelTooLong);
         }
-        let ldh = label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ldh = label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ldh || label.starts_with('-') || label.ends_with('-') {
             return Err(EmailError::NotLdh);
         }
@@ -208,8 +203,9 @@ fn provider(domain: &str) -> Option<(&str, Fold)> {
     let found = match domain {
         "gmail.com" | "googlemail.com" => ("gmail.com", Fold::TagDots),
         "icloud.com" | "me.com" | "mac.com" => ("icloud.com", Fold::Tag),
-        "yandex.ru" | "yandex.com" | "ya.ru" | "yandex.by" | "yandex.kz" | "yandex.ua"
-        | "yandex.com.tr" => ("yandex.ru", Fold::Tag),
+        "yandex.ru" | "yandex.com" | "ya.ru" | "yandex.by" | "yandex.kz" | "yandex.ua" | "yandex.com.tr" => {
+            ("yandex.ru", Fold::Tag)
+        }
         "fastmail.com" | "fastmail.fm" | "zoho.com" | "zohomail.com" => (domain, Fold::Tag),
         "proton.me" | "protonmail.com" | "protonmail.ch" | "pm.me" => (domain, Fold::TagPunct),
         d if MICROSOFT.contains(&d) => (domain, Fold::Tag),
@@ -227,10 +223,7 @@ fn canonicalize(local: &str, domain: &str) -> String {
     let folded: String = match fold {
         Fold::Tag => untagged.to_owned(),
         Fold::TagDots => untagged.chars().filter(|&c| c != '.').collect(),
-        Fold::TagPunct => untagged
-            .chars()
-            .filter(|c| !matches!(c, '.' | '_' | '-'))
-            .collect(),
+        Fold::TagPunct => untagged.chars().filter(|c| !matches!(c, '.' | '_' | '-')).collect(),
     };
     // `+x@gmail.com` or `.-_@pm.me` would fold to nothing; keep such addresses distinct.
     let folded = if folded.is_empty() { local } else { &folded };
@@ -249,27 +242,12 @@ mod tests {
             let got = Email::parse(case.input());
             let line = case.line;
             if case.col(1) == "ERROR" {
-                let err = got.expect_err(&format!(
-                    "email.tsv line {line}: accepted {:?}",
-                    case.input()
-                ));
-                assert_eq!(
-                    err.to_string(),
-                    case.col(2),
-                    "email.tsv line {line}: wrong reason"
-                );
+                let err = got.expect_err(&format!("email.tsv line {line}: accepted {:?}", case.input()));
+                assert_eq!(err.to_string(), case.col(2), "email.tsv line {line}: wrong reason");
             } else {
                 let email = got.unwrap_or_else(|e| panic!("email.tsv line {line}: rejected: {e}"));
-                assert_eq!(
-                    email.normalized(),
-                    case.col(1),
-                    "email.tsv line {line}: normalised"
-                );
-                assert_eq!(
-                    email.canonical(),
-                    case.col(2),
-                    "email.tsv line {line}: canonical"
-                );
+                assert_eq!(email.normalized(), case.col(1), "email.tsv line {line}: normalised");
+                assert_eq!(email.canonical(), case.col(2), "email.tsv line {line}: canonical");
             }
         }
     }
@@ -289,10 +267,7 @@ mod tests {
         assert_eq!(err("user@example-.com"), EmailError::NotLdh);
         assert_eq!(err("us_er@ex_ample.com"), EmailError::NotLdh);
         assert_eq!(err("user@exa\u{FF20}mple.com"), EmailError::NotLdh);
-        assert_eq!(
-            err(&format!("{}@example.com", "a".repeat(65))),
-            EmailError::LocalPartTooLong
-        );
+        assert_eq!(err(&format!("{}@example.com", "a".repeat(65))), EmailError::LocalPartTooLong);
         assert_eq!(err("user@\u{3000}example.com"), EmailError::InnerWhitespace);
         assert_eq!(err("us\u{7}er@example.com"), EmailError::InnerWhitespace);
         assert_eq!(err("user@example.com\u{3002}"), EmailError::TrailingDot);

@@ -90,8 +90,7 @@ mod tests {
             let got = ClientIp::parse(Some(case.input()));
             let line = case.line;
             if case.col(1) == "ERROR" {
-                let err =
-                    got.expect_err(&format!("ip.tsv line {line}: accepted {:?}", case.input()));
+                let err = got.expect_err(&format!("ip.tsv line {line}: accepted {:?}", case.input()));
                 // The reason column is "<reason>; <why>"; the first part is our message.
                 let reason = case.col(2).split(';').next().unwrap_or_default();
                 assert_eq!(err.to_string(), reason, "ip.tsv line {line}: wrong reason");
@@ -105,14 +104,8 @@ mod tests {
     #[test]
     fn absent_and_aliases() {
         assert_eq!(ClientIp::parse(None).unwrap().as_str(), "127.0.0.1");
-        assert_eq!(
-            ClientIp::parse(Some("\u{3000}::1\t")).unwrap().to_string(),
-            "127.0.0.1"
-        );
-        assert_eq!(
-            ClientIp::parse(Some("LOCALHOST")).unwrap().as_str(),
-            "127.0.0.1"
-        );
+        assert_eq!(ClientIp::parse(Some("\u{3000}::1\t")).unwrap().to_string(), "127.0.0.1");
+        assert_eq!(ClientIp::parse(Some("LOCALHOST")).unwrap().as_str(), "127.0.0.1");
     }
 
     #[test]

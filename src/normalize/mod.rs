@@ -14,9 +14,7 @@ pub use password::{Password, PasswordError, PASSWORD_MAX_CHARS};
 pub use phone::{parse_region, Phone, PhoneError, Region};
 pub use slug::slugify;
 pub use text::{clean_text, TextKind, TooLong};
-pub use token::{
-    sha256_hex, ApiKey, ApiKeyKind, ConfirmationToken, CuRefNo, IdentityId, InvalidToken, KeyFormatError,
-};
+pub use token::{sha256_hex, ApiKey, ApiKeyKind, ConfirmationToken, CuRefNo, IdentityId, InvalidToken, KeyFormatError};
 
 /// Reading the shared normalisation vectors (`testdata/vectors/*.tsv`).
 #[cfg(test)]
@@ -37,16 +35,12 @@ pub(crate) mod vectors {
 
         /// Column `i`, or a panic that names the line.
         pub fn col(&self, i: usize) -> &str {
-            self.cols
-                .get(i)
-                .unwrap_or_else(|| panic!("line {}: missing column {}", self.line, i + 1))
+            self.cols.get(i).unwrap_or_else(|| panic!("line {}: missing column {}", self.line, i + 1))
         }
     }
 
     fn project_copy(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("testdata/vectors")
-            .join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/vectors").join(name)
     }
 
     /// Decodes the input column's escapes: `\s` space, `\t` tab, `\n` line feed,
@@ -67,8 +61,7 @@ pub(crate) mod vectors {
                 Some('u') => {
                     assert_eq!(chars.next(), Some('{'), "bad \\u escape in {raw:?}");
                     let hex: String = chars.by_ref().take_while(|&c| c != '}').collect();
-                    let cp = u32::from_str_radix(&hex, 16)
-                        .unwrap_or_else(|_| panic!("bad \\u{{{hex}}} in {raw:?}"));
+                    let cp = u32::from_str_radix(&hex, 16).unwrap_or_else(|_| panic!("bad \\u{{{hex}}} in {raw:?}"));
                     out.push(char::from_u32(cp).unwrap_or_else(|| panic!("bad code point {hex}")));
                 }
                 other => panic!("unknown escape \\{other:?} in {raw:?}"),
@@ -80,8 +73,7 @@ pub(crate) mod vectors {
     /// Every non-blank line of `testdata/vectors/<name>`.
     pub(crate) fn load(name: &str) -> Vec<Case> {
         let path = project_copy(name);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let cases: Vec<Case> = text
             .lines()
             .enumerate()
@@ -107,18 +99,13 @@ pub(crate) mod vectors {
     #[test]
     fn copies_match_shared_vectors() {
         for name in ["email.tsv", "ip.tsv", "phone.tsv"] {
-            let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/vectors")
-                .join(name);
+            let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors").join(name);
             if !shared.exists() {
                 continue;
             }
             let ours = std::fs::read(project_copy(name)).expect("project copy of vectors");
             let theirs = std::fs::read(&shared).expect("shared vectors");
-            assert!(
-                ours == theirs,
-                "testdata/vectors/{name} differs from shared/vectors/{name}; copy it again"
-            );
+            assert!(ours == theirs, "testdata/vectors/{name} differs from shared/vectors/{name}; copy it again");
         }
     }
 }

@@ -55,8 +55,7 @@ impl Phone {
         let international = dialled.strip_prefix("00").map(|rest| format!("+{rest}"));
         let dialled = international.unwrap_or(dialled);
         let region = (!dialled.starts_with('+')).then_some(default_region);
-        let number =
-            phonenumber::parse(region, &dialled).map_err(|e| PhoneError::Unreadable(e.to_string()))?;
+        let number = phonenumber::parse(region, &dialled).map_err(|e| PhoneError::Unreadable(e.to_string()))?;
         if !phonenumber::is_valid(&number) {
             return Err(PhoneError::NotValid);
         }
@@ -95,14 +94,10 @@ mod tests {
             };
             let got = Phone::parse(case.input(), region);
             match case.col(2) {
-                "ERROR" => assert!(got.is_err(), "line {}: {:?} should be refused, got {got:?}", case.line, case.input()),
-                want => assert_eq!(
-                    got.as_ref().map(Phone::as_str),
-                    Ok(want),
-                    "line {}: {:?}",
-                    case.line,
-                    case.input()
-                ),
+                "ERROR" => {
+                    assert!(got.is_err(), "line {}: {:?} should be refused, got {got:?}", case.line, case.input())
+                }
+                want => assert_eq!(got.as_ref().map(Phone::as_str), Ok(want), "line {}: {:?}", case.line, case.input()),
             }
         }
         assert!(cases.len() >= 30);

@@ -39,11 +39,7 @@ fn is_invisible_format(c: char) -> bool {
 /// Strips control and invisible format characters, trims, and collapses each run of
 /// whitespace into one space. `Ok(None)` when nothing is left; the length limit is
 /// counted in characters of the cleaned value.
-pub fn clean_text(
-    input: &str,
-    kind: TextKind,
-    max_chars: usize,
-) -> Result<Option<String>, TooLong> {
+pub fn clean_text(input: &str, kind: TextKind, max_chars: usize) -> Result<Option<String>, TooLong> {
     let mut out = String::with_capacity(input.len());
     let mut pending_space = false;
     for c in input.chars() {
@@ -90,10 +86,7 @@ mod tests {
 
     #[test]
     fn trims_and_collapses_whitespace() {
-        assert_eq!(
-            plain("  Acme \t\n  s.r.o.  ").as_deref(),
-            Some("Acme s.r.o.")
-        );
+        assert_eq!(plain("  Acme \t\n  s.r.o.  ").as_deref(), Some("Acme s.r.o."));
         assert_eq!(plain("a\u{A0}\u{3000}b\r\nc").as_deref(), Some("a b c"));
         assert_eq!(plain("   "), None);
         assert_eq!(plain(""), None);
@@ -121,14 +114,8 @@ mod tests {
 
     #[test]
     fn too_long_counts_characters_after_cleaning() {
-        assert_eq!(
-            clean_text("ěščřž", TextKind::Plain, 5),
-            Ok(Some("ěščřž".to_owned()))
-        );
-        assert_eq!(
-            clean_text("  a    b  ", TextKind::Plain, 3),
-            Ok(Some("a b".to_owned()))
-        );
+        assert_eq!(clean_text("ěščřž", TextKind::Plain, 5), Ok(Some("ěščřž".to_owned())));
+        assert_eq!(clean_text("  a    b  ", TextKind::Plain, 3), Ok(Some("a b".to_owned())));
         let err = clean_text("abcdef", TextKind::Name, 5).unwrap_err();
         assert_eq!(err, TooLong { max: 5 });
         assert_eq!(err.to_string(), "longer than 5 characters");

@@ -31,11 +31,7 @@ fn is_alnum_of_len(s: &str, len: usize) -> bool {
 
 /// `ThreadRng` is a CSPRNG reseeded from the OS, fit for identifiers that must not be guessed.
 fn random_alnum(len: usize) -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 /// A customer's public reference number.
@@ -174,10 +170,9 @@ pub struct ApiKey(String);
 impl ApiKey {
     /// `^(PROD|DEV_|ROOT)[A-Za-z0-9]{28}$`; says nothing about whether the key exists.
     pub fn parse(s: &str) -> Result<ApiKey, KeyFormatError> {
-        let well_formed = ApiKeyKind::ALL.iter().any(|k| {
-            s.strip_prefix(k.prefix())
-                .is_some_and(|body| is_alnum_of_len(body, KEY_BODY_LEN))
-        });
+        let well_formed = ApiKeyKind::ALL
+            .iter()
+            .any(|k| s.strip_prefix(k.prefix()).is_some_and(|body| is_alnum_of_len(body, KEY_BODY_LEN)));
         if well_formed {
             Ok(ApiKey(s.to_owned()))
         } else {
@@ -226,30 +221,16 @@ mod tests {
 
     #[test]
     fn sha256_of_known_values() {
-        assert_eq!(
-            sha256_hex(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(
-            sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
     fn cu_ref_no_parse() {
-        assert_eq!(
-            CuRefNo::parse("AbCdEfGh12345678").unwrap().as_str(),
-            "AbCdEfGh12345678"
-        );
-        for bad in [
-            "",
-            "AbCdEfGh1234567",
-            "AbCdEfGh123456789",
-            " AbCdEfGh1234567",
-            "AbCdEfGh1234567-",
-            "AbCdEfGh123456é",
-        ] {
+        assert_eq!(CuRefNo::parse("AbCdEfGh12345678").unwrap().as_str(), "AbCdEfGh12345678");
+        for bad in
+            ["", "AbCdEfGh1234567", "AbCdEfGh123456789", " AbCdEfGh1234567", "AbCdEfGh1234567-", "AbCdEfGh123456é"]
+        {
             assert_eq!(CuRefNo::parse(bad), Err(InvalidToken), "{bad:?}");
         }
     }
@@ -286,14 +267,8 @@ mod tests {
         assert_eq!(k.kind(), ApiKeyKind::Prod);
         assert_eq!(k.prefix8(), "PRODabcd");
         assert_eq!(k.digest(), sha256_hex(KEY));
-        assert_eq!(
-            ApiKey::parse(&KEY.replace("PROD", "DEV_")).unwrap().kind(),
-            ApiKeyKind::Dev
-        );
-        assert_eq!(
-            ApiKey::parse(&KEY.replace("PROD", "ROOT")).unwrap().kind(),
-            ApiKeyKind::Root
-        );
+        assert_eq!(ApiKey::parse(&KEY.replace("PROD", "DEV_")).unwrap().kind(), ApiKeyKind::Dev);
+        assert_eq!(ApiKey::parse(&KEY.replace("PROD", "ROOT")).unwrap().kind(), ApiKeyKind::Root);
         for bad in [
             "",
             &KEY[..31],

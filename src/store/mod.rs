@@ -116,7 +116,8 @@ pub trait AdminStore: Send + Sync {
     async fn touch_key_last_used(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()>;
     async fn record_audit(&self, entry: &NewAudit) -> StoreResult<()>;
     /// The audit log, newest first, of one organisation or of all; strictly before `before`.
-    async fn list_audit(&self, organisation: Option<&str>, before: PagePos, limit: i64) -> StoreResult<Vec<AuditEntry>>;
+    async fn list_audit(&self, organisation: Option<&str>, before: PagePos, limit: i64)
+        -> StoreResult<Vec<AuditEntry>>;
 }
 
 /// Customers as BizKitHub's customer endpoints see them, and their relations.
@@ -162,8 +163,11 @@ pub trait AccountStore: Send + Sync {
     async fn count_attempt(&self, space: SpaceId, email: &Email, what: Attempt, window: TimeDelta) -> StoreResult<i64>;
     /// Sets the password on the guest with this canonical address (keeping its cuRefNo
     /// and relations) or creates a customer, and queues the confirmation, atomically.
-    async fn complete_registration(&self, space: SpaceId, registration: &Registration)
-        -> StoreResult<RegistrationOutcome>;
+    async fn complete_registration(
+        &self,
+        space: SpaceId,
+        registration: &Registration,
+    ) -> StoreResult<RegistrationOutcome>;
     /// Uses an unused, unexpired token and confirms its account; false for any other token.
     async fn confirm_account(&self, space: SpaceId, token_digest: &str) -> StoreResult<bool>;
     /// After a correct password: clears the address's failures and, given a digest,

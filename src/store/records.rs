@@ -93,7 +93,11 @@ pub enum KeyRevocation {
     OutOfScope,
     /// `revoked` is false when the key had been revoked before. The digest lets the
     /// caller evict the key from its cache.
-    Done { digest: String, organisation: String, revoked: bool },
+    Done {
+        digest: String,
+        organisation: String,
+        revoked: bool,
+    },
 }
 
 /// Who acted: a key (recorded by its id and first 8 characters) or the command line.

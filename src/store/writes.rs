@@ -121,9 +121,13 @@ pub struct Idempotency {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreditOutcome {
-    Added { balance: i64 },
+    Added {
+        balance: i64,
+    },
     /// The same request was made before under this key; its result, unchanged.
-    Replayed { balance: i64 },
+    Replayed {
+        balance: i64,
+    },
     NotFound,
     /// The key was used before with a different request.
     KeyReused,

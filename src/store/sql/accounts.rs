@@ -96,11 +96,7 @@ impl SqlStore {
 #[async_trait]
 impl AccountStore for SqlStore {
     async fn login_account(&self, space: SpaceId, email: &Email) -> StoreResult<Option<LoginAccount>> {
-        Ok(sqlx::query_as(ACCOUNT_STATE)
-            .bind(space.0)
-            .bind(email.canonical())
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(ACCOUNT_STATE).bind(space.0).bind(email.canonical()).fetch_optional(&self.pool).await?)
     }
 
     async fn count_attempt(&self, space: SpaceId, email: &Email, what: Attempt, window: TimeDelta) -> StoreResult<i64> {

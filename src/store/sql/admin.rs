@@ -280,11 +280,13 @@ impl AdminStore for SqlStore {
 
     async fn touch_key_last_used(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()> {
         // Out-of-order writes from concurrent requests never move the time backwards.
-        sqlx::query("update api_keys set last_used_at = $2 where id = $1 and (last_used_at is null or last_used_at < $2)")
-            .bind(id)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "update api_keys set last_used_at = $2 where id = $1 and (last_used_at is null or last_used_at < $2)",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -306,7 +308,12 @@ impl AdminStore for SqlStore {
         Ok(())
     }
 
-    async fn list_audit(&self, organisation: Option<&str>, before: PagePos, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+    async fn list_audit(
+        &self,
+        organisation: Option<&str>,
+        before: PagePos,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
         let rows: Vec<AuditRow> = sqlx::query_as(LIST_AUDIT)
             .bind(before.created_at)
             .bind(before.id)

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod admin;
+mod contact_lists;
 mod contacts;
 mod customers;
 mod outbox;

@@ -8,13 +8,12 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 use sqlx::Transaction;
 
+use super::contact_lists::{write_alternates, write_groups, write_subscriptions};
 use super::{customer_id, dialect, Db, NewCustomer, OnEmailTaken, SqlStore};
 use crate::normalize::{CuRefNo, EMAIL_RULES_VERSION};
-use crate::store::{
-    merge_patch, now, ContactRefusal, ContactWrite, Group, Patch, SpaceId, StoreError, StoreResult, Written,
-};
+use crate::store::{merge_patch, now, ContactRefusal, ContactWrite, Patch, SpaceId, StoreResult, Written};
 
-type Tx = Transaction<'static, Db>;
+pub(super) type Tx = Transaction<'static, Db>;
 
 /// A contact by canonical e-mail: its own address (rank 0) before an alternate (rank 1).
 const FIND_BY_EMAIL: &str = "select id, 0 as rank from customers \
@@ -45,17 +44,6 @@ const UPDATE_CONTACT: &str = "update customers set \
      premium = coalesce($16, premium), ban = coalesce($17, ban), \
      last_ip = coalesce($18, last_ip), updated_at = $19 \
      where id = $1 returning cu_ref_no, meta";
-
-const UPSERT_SUBSCRIPTION: &str = "insert into subscriptions (space_id, customer_id, external_id, \
-     product_slug, product_code, order_number, order_hash, auto_renew, status, valid_until, created_at, updated_at) \
-     values ($1, $2, $3, coalesce($4, ''), coalesce($5, ''), coalesce($6, ''), coalesce($7, ''), \
-     coalesce($8, false), coalesce($9, 'active'), $10, $12, $12) \
-     on conflict (space_id, external_id) do update set \
-     product_slug = coalesce($4, subscriptions.product_slug), product_code = coalesce($5, subscriptions.product_code), \
-     order_number = coalesce($6, subscriptions.order_number), order_hash = coalesce($7, subscriptions.order_hash), \
-     auto_renew = coalesce($8, subscriptions.auto_renew), status = coalesce($9, subscriptions.status), \
-     valid_until = case when $11 then $10 else subscriptions.valid_until end, updated_at = $12 \
-     where subscriptions.customer_id = $2";
 
 /// Ends every live session of a customer (`$2`) at `$3`: a ban.
 const END_CUSTOMER_SESSIONS: &str =
@@ -152,11 +140,8 @@ impl SqlStore {
 /// The contact with the write's e-mail, else with its phone.
 async fn find_contact(tx: &mut Tx, space: SpaceId, w: &ContactWrite) -> StoreResult<Option<(i64, FoundBy)>> {
     if let Some(email) = &w.email {
-        let found: Option<(i64, i32)> = sqlx::query_as(FIND_BY_EMAIL)
-            .bind(space.0)
-            .bind(email.canonical())
-            .fetch_optional(&mut **tx)
-            .await?;
+        let found: Option<(i64, i32)> =
+            sqlx::query_as(FIND_BY_EMAIL).bind(space.0).bind(email.canonical()).fetch_optional(&mut **tx).await?;
         if let Some((id, rank)) = found {
             return Ok(Some((id, if rank == 1 { FoundBy::AlternateEmail } else { FoundBy::Own })));
         }
@@ -289,7 +274,12 @@ fn given(field: &Patch<String>) -> Option<&str> {
 
 /// Inserts a new contact; returns its id and cuRefNo. A taken cuRefNo or address is a
 /// `Conflict`, which the caller retries.
-async fn insert_contact(tx: &mut Tx, space: SpaceId, w: &ContactWrite, now: DateTime<Utc>) -> StoreResult<(i64, String)> {
+async fn insert_contact(
+    tx: &mut Tx,
+    space: SpaceId,
+    w: &ContactWrite,
+    now: DateTime<Utc>,
+) -> StoreResult<(i64, String)> {
     let cu = w.new_cu_ref_no.clone().unwrap_or_else(CuRefNo::generate);
     let mut meta = Map::new();
     if let Some(meta_patch) = &w.meta {
@@ -313,115 +303,4 @@ async fn insert_contact(tx: &mut Tx, space: SpaceId, w: &ContactWrite, now: Date
     };
     let insert = OnEmailTaken::Fail.insert();
     Ok(row.bind(sqlx::query_as(&insert), now).fetch_one(&mut **tx).await?)
-}
-
-/// Replaces the contact's group memberships, creating groups by slug.
-async fn write_groups(
-    tx: &mut Tx,
-    space: SpaceId,
-    id: i64,
-    new: bool,
-    list: &[Group],
-    cache: &mut HashMap<String, i64>,
-) -> StoreResult<()> {
-    if !new {
-        sqlx::query("delete from customer_group_members where space_id = $1 and customer_id = $2")
-            .bind(space.0)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for group in list {
-        let group_id = match cache.get(&group.slug) {
-            Some(g) => *g,
-            None => {
-                // The first name given for a slug stays its display name.
-                let g: i64 = sqlx::query_scalar(
-                    "insert into customer_groups (space_id, name, slug) values ($1, $2, $3) \
-                     on conflict (space_id, slug) do update set name = customer_groups.name returning id",
-                )
-                .bind(space.0)
-                .bind(&group.name)
-                .bind(&group.slug)
-                .fetch_one(&mut **tx)
-                .await?;
-                cache.insert(group.slug.clone(), g);
-                g
-            }
-        };
-        sqlx::query(
-            "insert into customer_group_members (space_id, customer_id, group_id) values ($1, $2, $3) \
-             on conflict do nothing",
-        )
-        .bind(space.0)
-        .bind(id)
-        .bind(group_id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Replaces the contact's alternate addresses and numbers, where the write gives them.
-async fn write_alternates(tx: &mut Tx, space: SpaceId, id: i64, new: bool, w: &ContactWrite) -> StoreResult<()> {
-    let points = [
-        ("email", w.alternate_emails.as_ref().map(|l| l.iter().map(|e| e.canonical()).collect::<Vec<_>>())),
-        ("phone", w.alternate_phones.as_ref().map(|l| l.iter().map(|p| p.as_str()).collect::<Vec<_>>())),
-    ];
-    for (kind, values) in points {
-        let Some(values) = values else { continue };
-        if !new {
-            sqlx::query("delete from contact_points where space_id = $1 and customer_id = $2 and kind = $3")
-                .bind(space.0)
-                .bind(id)
-                .bind(kind)
-                .execute(&mut **tx)
-                .await?;
-        }
-        for value in values {
-            sqlx::query(
-                "insert into contact_points (space_id, customer_id, kind, value) values ($1, $2, $3, $4) \
-                 on conflict do nothing",
-            )
-            .bind(space.0)
-            .bind(id)
-            .bind(kind)
-            .bind(value)
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Upserts the write's subscriptions by external id.
-async fn write_subscriptions(
-    tx: &mut Tx,
-    space: SpaceId,
-    id: i64,
-    w: &ContactWrite,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    for s in &w.subscriptions {
-        let done = sqlx::query(UPSERT_SUBSCRIPTION)
-            .bind(space.0)
-            .bind(id)
-            .bind(&s.external_id)
-            .bind(s.product_slug.as_deref())
-            .bind(s.product_code.as_deref())
-            .bind(s.order_number.as_deref())
-            .bind(s.order_hash.as_deref())
-            .bind(s.auto_renew)
-            .bind(s.status.map(|s| s.as_str()))
-            .bind(s.valid_until.flatten())
-            .bind(s.valid_until.is_some())
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            // Checked free before writing: another writer took it since.
-            return Err(StoreError::Conflict(format!("subscription {}", s.external_id)));
-        }
-    }
-    Ok(())
 }
