@@ -2,14 +2,12 @@
 //! organisations and keys are made, listed and revoked, the key is printed once and only
 //! on standard output, and every action is audited as `cli`.
 
-mod common;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use bizkit_mirror::normalize::ApiKey;
 use bizkit_mirror::store::{self, PoolSettings};
-use common::{Backend, TestDb};
+use crate::support::{Backend, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
 

@@ -6,20 +6,18 @@
 //! The tools are Python programs (`.ci/run` installs pinned versions into a virtualenv).
 //! When they are not on PATH the tests skip with a message, unless REQUIRE_TOOLS=1.
 
-mod common;
-
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb};
+use crate::support::{Backend, TestDb};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
 const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract/schemathesis.toml");
-const HOOKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract/hooks.py");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/contract/schemathesis.toml");
+const HOOKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/contract/hooks.py");
 const DEMO_PROD: &str = "PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE";
 const DEMO_ROOT: &str = "ROOTPGrFxpGEtrOZfuWhnoJohUYBXuOE";
 
@@ -103,7 +101,7 @@ impl Server {
         let log = dir.join("server.log");
         let out = File::create(&log).unwrap();
         // Limits high enough that no generated case meets a 429: the pass checks what the
-        // operations answer, not the limiter (tests/ratelimit.rs does that).
+        // operations answer, not the limiter (the ratelimit module does that).
         let huge = "4000000000";
         let child = Command::new(BIN)
             .args(["serve", "--demo"])

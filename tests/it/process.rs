@@ -3,16 +3,15 @@
 //! cover what the in-process harness cannot: main(), argument and environment parsing,
 //! stdout versus stderr, signals and exit codes.
 
-mod common;
-mod demo_child;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb};
-use demo_child::{drain, free_port, text, Sink};
+use crate::support::{Backend, TestDb};
+use crate::support::child::{drain, free_port, text, Sink};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
@@ -204,7 +203,7 @@ impl Server {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
-        common::split(req.send().await.expect("request")).await
+        support::split(req.send().await.expect("request")).await
     }
 
     async fn ping(&self, key: &str) -> (u16, Value) {

@@ -4,7 +4,7 @@
 //! REQUIRE_BROWSER=1 (CI) makes its absence a failure. They run on SQLite only: CORS
 //! and the docs page sit in front of the store and do not depend on the backend.
 
-mod common;
+use crate::support;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use bizkit_mirror::http::cors::CorsPolicy;
 use bizkit_mirror::normalize::{CuRefNo, IdentityId};
 use bizkit_mirror::store::{Mode, NewSession};
 use bizkit_mirror::AppState;
-use common::{Backend, TestApp};
+use crate::support::{Backend, TestApp};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
@@ -187,7 +187,7 @@ async fn logged_in_customer(app: &TestApp, email: &str) -> (String, String) {
 async fn docs_page_renders_the_contract_offline() {
     let Some(chromium) = chromium() else { return };
     // Setup
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&shots).unwrap();
     let shot = shots.join("docs.png");
@@ -207,7 +207,7 @@ async fn docs_page_renders_the_contract_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docs_assets_are_served_from_the_binary() {
     // Setup
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     // Exec
     let page = app.client.get(app.url("/docs")).send().await.unwrap();
     let page_headers = page.headers().clone();
@@ -230,7 +230,7 @@ async fn docs_assets_are_served_from_the_binary() {
 async fn listed_origin_calls_the_api_from_a_page() {
     let Some(chromium) = chromium() else { return };
     // Setup: the API allowing one page server's origin, the customer logged in
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     let (cu, identity) = logged_in_customer(&app, "ada@example.com").await;
     let shop = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shop_origin = format!("http://{}", shop.local_addr().unwrap());
@@ -259,7 +259,7 @@ async fn listed_origin_calls_the_api_from_a_page() {
 async fn unlisted_origin_is_refused_by_the_browser() {
     let Some(chromium) = chromium() else { return };
     // Setup: the API allows one origin; the page comes from another
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     let (_, identity) = logged_in_customer(&app, "bob@example.com").await;
     let api = serve_with_cors(&app, origins(&["http://localhost:5173"])).await;
     let page = caller_page(&api, &app.keys.prod, "bob@example.com", &identity);
@@ -291,7 +291,7 @@ async fn preflight(client: &reqwest::Client, api: &str, origin: &str) -> reqwest
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_answers_listed_origins_only() {
     // Setup
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     let api = serve_with_cors(&app, origins(&["http://localhost:5173", "https://shop.example.com"])).await;
     // Exec
     let allowed = preflight(&app.client, &api, "https://shop.example.com").await;
@@ -330,7 +330,7 @@ async fn preflight_answers_listed_origins_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_origin_never_allows_credentials() {
     // Setup: `*` as under --demo
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     let api = serve_with_cors(&app, CorsPolicy::parse(None, true, false).unwrap()).await;
     // Exec
     let pre = preflight(&app.client, &api, "https://anyone.example.com").await;
@@ -353,7 +353,7 @@ async fn any_origin_never_allows_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_is_off_by_default() {
     // Setup: the server as `serve` starts it without CORS_ALLOWED_ORIGINS
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     // Exec
     let pre = preflight(&app.client, &app.base, "http://localhost:5173").await;
     // Check: no CORS headers; OPTIONS is just a method the route does not serve

@@ -1,14 +1,12 @@
 //! `bizkit-mirror import` as a child process, against a fresh database on each backend:
 //! a file of several batches with a bad item, standard input, the sandbox, and refusals.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use bizkit_mirror::normalize::Email;
 use bizkit_mirror::store::{self, ContactWrite, Mode, PoolSettings};
-use common::{Backend, TestDb};
+use crate::support::{Backend, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
 

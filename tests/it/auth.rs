@@ -1,10 +1,10 @@
 //! The key pipeline and tenant isolation, on every backend.
 
-mod common;
+use crate::support;
 
 use bizkit_mirror::auth::Scope;
 use bizkit_mirror::normalize::{ApiKey, ApiKeyKind};
-use common::{assert_error, split};
+use crate::support::{assert_error, split};
 use serde_json::json;
 
 const CREATE: &str = "/api/v1/customer/create";
@@ -98,7 +98,7 @@ backend_test!(sandbox_and_organisations_are_isolated, |app| {
     let sandbox = app.create(&app.keys.dev, "iso@example.com").await;
     assert_eq!(sandbox["newAccount"], true, "uniqueness is per space");
     assert_ne!(live["cuRefNo"], sandbox["cuRefNo"]);
-    let other = common::make_keys(&app.store, "globex").await;
+    let other = support::make_keys(&app.store, "globex").await;
     let live_cu = live["cuRefNo"].as_str().unwrap();
     let sandbox_cu = sandbox["cuRefNo"].as_str().unwrap();
 

@@ -2,8 +2,6 @@
 //! delivered with its link and marked sent (body cleared); an unreachable server leaves
 //! the message queued with the error recorded.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use bizkit_mirror::mail::Mailer;

@@ -8,11 +8,9 @@
 //! Needs node and npm; without them the test skips with a message, unless
 //! REQUIRE_TOOLS=1, where it fails. `npm ci` runs only when `node_modules` is missing.
 
-mod demo_child;
-
 use std::time::Duration;
 
-use demo_child::{command_in, have_tool, manifest_dir, run_bounded, DemoServer, DEMO_PROD};
+use crate::support::child::{command_in, have_tool, manifest_dir, run_bounded, DemoServer, DEMO_PROD};
 use serde_json::Value;
 
 const NPM_CI_LIMIT: Duration = Duration::from_secs(300);

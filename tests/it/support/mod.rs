@@ -2,6 +2,8 @@
 //! SQLite (a temporary file) or PostgreSQL (a uniquely named database, dropped after).
 #![allow(dead_code)]
 
+pub mod child;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -268,22 +270,22 @@ pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
 /// Declares one async test per backend: `name::sqlite` and `name::postgres`. The
 /// PostgreSQL one passes without running when no PostgreSQL is configured (and fails
 /// under REQUIRE_POSTGRES=1).
-#[macro_export]
+
 macro_rules! backend_test {
     ($name:ident, |$app:ident| $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn run($app: $crate::common::TestApp) $body
+            async fn run($app: $crate::support::TestApp) $body
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                run($crate::common::spawn_app($crate::common::Backend::Sqlite).await.unwrap()).await
+                run($crate::support::spawn_app($crate::support::Backend::Sqlite).await.unwrap()).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                match $crate::common::spawn_app($crate::common::Backend::Postgres).await {
+                match $crate::support::spawn_app($crate::support::Backend::Postgres).await {
                     Some(app) => run(app).await,
                     None => eprintln!("skipped: TEST_DATABASE_URL is not set"),
                 }

@@ -1,8 +1,6 @@
 //! The customer endpoints end to end, on every backend.
 
-mod common;
-
-use common::assert_error;
+use crate::support::assert_error;
 use serde_json::{json, Value};
 
 const CREATE: &str = "/api/v1/customer/create";

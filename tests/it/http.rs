@@ -1,9 +1,9 @@
 //! HTTP conventions every route shares: envelopes for 404/405/413/415 and malformed JSON,
 //! request ids, health and readiness, and no 5xx for any client input.
 
-mod common;
+use crate::support;
 
-use common::{assert_error, split};
+use crate::support::{assert_error, split};
 use rand::Rng;
 use serde_json::json;
 
@@ -127,13 +127,13 @@ backend_test!(no_client_input_causes_a_5xx, |app| {
 /// Losing the database gives 503 SERVICE_UNAVAILABLE, and the server recovers by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_is_503_and_recovers_postgres() {
-    let Some(app) = common::spawn_app(common::Backend::Postgres).await else {
+    let Some(app) = support::spawn_app(support::Backend::Postgres).await else {
         eprintln!("skipped: TEST_DATABASE_URL is not set");
         return;
     };
     let created = app.create(&app.keys.prod, "outage@example.com").await;
     let cu = created["cuRefNo"].as_str().unwrap().to_owned();
-    let outage = common::Outage::start(&app).await;
+    let outage = support::Outage::start(&app).await;
 
     let (status, body) = split(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_error(&(status, body), 503, "SERVICE_UNAVAILABLE");

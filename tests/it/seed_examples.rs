@@ -21,12 +21,10 @@
 //! request is refused. `other_vendors_examples_stay_on_other_hosts` checks they still
 //! point elsewhere, so a page that turns into a BizKitHub example is noticed.
 
-mod demo_child;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use demo_child::{have_tool, manifest_dir, run_bounded, tools_required, DemoServer};
+use crate::support::child::{have_tool, manifest_dir, run_bounded, tools_required, DemoServer};
 use serde_json::Value;
 
 const BIZKITHUB: &str = "https://api.bizkithub.com";

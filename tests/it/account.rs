@@ -1,14 +1,14 @@
 //! Storefront accounts end to end, on every backend: register, confirm, login, account
 //! info, logout, their documented error codes, throttling, bans and sessions.
 
-mod common;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
 use bizkit_mirror::accounts::AccountSettings;
 use bizkit_mirror::normalize::CuRefNo;
 use bizkit_mirror::store::{Mode, SpaceId};
-use common::{assert_error, TestApp};
+use crate::support::{assert_error, TestApp};
 use serde_json::{json, Value};
 
 const REGISTER: &str = "/contact/v1/register-account";
@@ -29,12 +29,12 @@ macro_rules! accounts_test {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                run(common::spawn_app_with_accounts(common::Backend::Sqlite, $settings).await.unwrap()).await
+                run(support::spawn_app_with_accounts(support::Backend::Sqlite, $settings).await.unwrap()).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                match common::spawn_app_with_accounts(common::Backend::Postgres, $settings).await {
+                match support::spawn_app_with_accounts(support::Backend::Postgres, $settings).await {
                     Some(app) => run(app).await,
                     None => eprintln!("skipped: TEST_DATABASE_URL is not set"),
                 }
@@ -337,12 +337,12 @@ accounts_test!(sandbox_key_cannot_reach_live_accounts, auto_confirm(), |app| {
 /// take it away). Domain calls answer E001; the session reads answer 503 as elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_is_e001_postgres() {
-    let Some(app) = common::spawn_app_with_accounts(common::Backend::Postgres, auto_confirm()).await else {
+    let Some(app) = support::spawn_app_with_accounts(support::Backend::Postgres, auto_confirm()).await else {
         eprintln!("skipped: TEST_DATABASE_URL is not set");
         return;
     };
     register(&app, "outage@example.com", PASSWORD).await;
-    let outage = common::Outage::start(&app).await;
+    let outage = support::Outage::start(&app).await;
 
     assert_refused(&register(&app, "during@example.com", PASSWORD).await, "E001");
     assert_refused(&login(&app, &app.keys.prod, "outage@example.com", PASSWORD).await, "E001");
@@ -373,7 +373,7 @@ async fn detail_latencies(app: &TestApp, cu: &str, n: usize) -> Vec<Duration> {
 /// only a stalled runtime would break.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detail_latency_while_50_logins_run_sqlite() {
-    let app = common::spawn_app_with_accounts(common::Backend::Sqlite, auto_confirm()).await.unwrap();
+    let app = support::spawn_app_with_accounts(support::Backend::Sqlite, auto_confirm()).await.unwrap();
     let cu = app.create(&app.keys.prod, "reader@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
     let emails: Vec<String> = (0..50).map(|i| format!("burst{i}@example.com")).collect();
     futures::future::join_all(emails.iter().map(|e| register(&app, e, PASSWORD))).await;
