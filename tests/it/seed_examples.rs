@@ -24,7 +24,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::child::{have_tool, manifest_dir, run_bounded, tools_required, DemoServer};
+use crate::support::child::ChildServer;
+use crate::support::tools::{have_tool, manifest_dir, run_bounded, tools_required};
 use serde_json::Value;
 
 const BIZKITHUB: &str = "https://api.bizkithub.com";
@@ -264,7 +265,7 @@ fn bizkithub_examples_run_against_demo() {
     if kinds.contains(&Kind::Fetch) && !have_tool("node") {
         return;
     }
-    let server = DemoServer::start();
+    let server = ChildServer::new(["serve", "--demo"]).fresh_sqlite().unlimited_rates().start();
     let scratch = tempfile::tempdir().unwrap();
 
     for (example, documented) in &runs {
@@ -273,7 +274,7 @@ fn bizkithub_examples_run_against_demo() {
 
         // Check: 2xx, the documented outcome, then the documented body field for field.
         let at = format!("{}:{} ({:?}, {})", example.page, example.line, example.kind, example.path());
-        assert!((200..300).contains(&status), "{at}: HTTP {status}: {body}\n--- server log\n{}", server.log());
+        assert!((200..300).contains(&status), "{at}: HTTP {status}: {body}\n--- server log\n{}", server.stderr());
         let Some(documented) = documented else {
             assert!(body["success"] == true || body["loggedIn"] == true, "{at}: neither success nor loggedIn: {body}");
             continue;
