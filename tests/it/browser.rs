@@ -6,9 +6,7 @@
 
 use crate::support;
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use axum::response::Html;
@@ -17,6 +15,7 @@ use bizkit_mirror::http::cors::CorsPolicy;
 use bizkit_mirror::normalize::{CuRefNo, IdentityId};
 use bizkit_mirror::store::{Mode, NewSession};
 use bizkit_mirror::AppState;
+use crate::support::tools::{on_path, run_bounded};
 use crate::support::{Backend, TestApp};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
@@ -48,8 +47,7 @@ fn origins(list: &[&str]) -> CorsPolicy {
 
 /// The Chromium binary, or None (the test then skips) unless REQUIRE_BROWSER=1.
 fn chromium() -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("chromium")).find(|p| p.is_file()));
+    let found = on_path(&["chromium"]);
     if found.is_none() {
         assert!(
             std::env::var("REQUIRE_BROWSER").map_or(true, |v| v != "1"),
@@ -81,50 +79,17 @@ async fn browse(chromium: &std::path::Path, url: &str, extra: &[String]) -> Stri
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg("--dump-dom")
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let url_owned = url.to_owned();
+        .arg(url);
     // On the blocking pool: the servers the browser talks to run on this test's runtime.
-    let output = tokio::task::spawn_blocking(move || run_bounded(command, &url_owned)).await.expect("chromium runner");
-    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    let ran = tokio::task::spawn_blocking(move || run_bounded(command, BROWSER_TIMEOUT)).await.expect("chromium runner");
+    assert!(!ran.timed_out, "chromium did not finish {url} within {BROWSER_TIMEOUT:?} (killed)");
     assert!(
-        output.status.success() && !dom.is_empty(),
-        "chromium failed on {url}: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        ran.success && !ran.stdout.is_empty(),
+        "chromium failed on {url}: {:?}\n{}",
+        ran.status,
+        ran.stderr
     );
-    dom
-}
-
-/// Runs `command` to completion, killing it after `BROWSER_TIMEOUT`. Its output is read
-/// on threads of its own, so a chatty browser cannot block on a full pipe.
-fn run_bounded(mut command: std::process::Command, url: &str) -> std::process::Output {
-    let mut child = command.spawn().expect("start chromium");
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            break status;
-        }
-        if started.elapsed() > BROWSER_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish {url} within {BROWSER_TIMEOUT:?} (killed)");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+    ran.stdout
 }
 
 /// The JSON a test page wrote into `<pre id="{id}">`.
