@@ -72,7 +72,7 @@ async fn session(app: &TestApp, email: &str, password: &str) -> String {
 
 /// The token in the newest confirmation message queued for `email`.
 async fn outbox_token(app: &TestApp, email: &str) -> String {
-    let message = app.store.latest_outbox_message(live(app).await, email).await.unwrap().expect("a queued message");
+    let message = app.db.latest_outbox_message(live(app).await, email).await.expect("a queued message");
     assert_eq!(message.kind, "account-confirmation");
     assert!(message.sent_at.is_none());
     let (_, rest) = message.body.split_once("/contact/v1/confirm-account?token=").expect("a confirmation link");

@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::response::Html;
 use bizkit_mirror::accounts::{AccountSettings, Accounts};
 use bizkit_mirror::http::cors::CorsPolicy;
-use bizkit_mirror::normalize::{CuRefNo, IdentityId};
-use bizkit_mirror::store::{Mode, NewSession};
+use bizkit_mirror::normalize::IdentityId;
+use bizkit_mirror::store::Mode;
 use bizkit_mirror::AppState;
 use crate::support::tools::{on_path, run_bounded};
 use crate::support::{Backend, TestApp};
@@ -139,12 +139,8 @@ async fn logged_in_customer(app: &TestApp, email: &str) -> (String, String) {
     let cu = app.create(&app.keys.prod, email).await["cuRefNo"].as_str().expect("cuRefNo").to_owned();
     let space = app.store.space_of("acme", Mode::Live).await.unwrap();
     let id = IdentityId::generate();
-    let session = NewSession {
-        cu_ref_no: CuRefNo::parse(&cu).unwrap(),
-        identity_digest: id.digest(),
-        expires_at: chrono::Utc::now() + chrono::TimeDelta::days(1),
-    };
-    assert!(app.store.insert_session(space, &session).await.unwrap());
+    let expires_at = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    assert!(app.db.insert_session(space, &cu, &id.digest(), expires_at).await);
     (cu, id.as_str().to_owned())
 }
 

@@ -3,8 +3,8 @@
 
 use crate::support;
 
-use bizkit_mirror::normalize::{CuRefNo, IdentityId};
-use bizkit_mirror::store::{Mode, NewSession};
+use bizkit_mirror::normalize::IdentityId;
+use bizkit_mirror::store::Mode;
 use crate::support::{assert_error, TestApp};
 use serde_json::{json, Value};
 
@@ -29,12 +29,8 @@ async fn upsert(app: &TestApp, body: Value) -> Value {
 async fn login(app: &TestApp, cu_ref_no: &str) -> String {
     let space = app.store.space_of("acme", Mode::Live).await.unwrap();
     let id = IdentityId::generate();
-    let session = NewSession {
-        cu_ref_no: CuRefNo::parse(cu_ref_no).unwrap(),
-        identity_digest: id.digest(),
-        expires_at: chrono::Utc::now() + chrono::TimeDelta::days(1),
-    };
-    assert!(app.store.insert_session(space, &session).await.unwrap());
+    let expires_at = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    assert!(app.db.insert_session(space, cu_ref_no, &id.digest(), expires_at).await);
     id.as_str().to_owned()
 }
 

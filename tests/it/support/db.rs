@@ -1,5 +1,8 @@
-//! A fresh database per test, on either backend.
+//! A fresh database per test, on either backend, and SQL of the tests' own: for rows
+//! the API does not show (the mail outbox) or cannot make (a session without a login).
 
+use bizkit_mirror::store::SpaceId;
+use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::Connection;
 
 use super::TestApp;
@@ -100,6 +103,85 @@ impl Outage {
     /// The database is back; the pool reconnects by itself.
     pub async fn end(mut self) {
         self.allow_connections(true).await;
+    }
+}
+
+/// A connection of the test's own to its database.
+enum Conn {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+/// Runs the same statement on whichever backend `conn` is: the SQL is written once, in
+/// the dialect both accept (`$n` placeholders, timestamps bound from Rust).
+macro_rules! on_either {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            Conn::Sqlite(mut $c) => $body,
+            Conn::Postgres(mut $c) => $body,
+        }
+    };
+}
+
+/// What the tests read of a message in the mail outbox.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub kind: String,
+    pub body: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+}
+
+/// What the store writes: microseconds, which both backends keep exactly.
+fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+impl TestDb {
+    async fn connect(&self) -> Conn {
+        if self.pg.is_some() {
+            Conn::Postgres(sqlx::PgConnection::connect(&self.url).await.expect("connect"))
+        } else {
+            Conn::Sqlite(sqlx::SqliteConnection::connect(&self.url).await.expect("connect"))
+        }
+    }
+
+    /// Starts a session of customer `cu_ref_no` in `space`, as a login would, under an
+    /// identityId whose digest is `identity_digest`; false if there is no such customer.
+    pub async fn insert_session(
+        &self,
+        space: SpaceId,
+        cu_ref_no: &str,
+        identity_digest: &str,
+        expires_at: DateTime<Utc>,
+    ) -> bool {
+        let sql = "insert into sessions (space_id, customer_id, identity_digest, created_at, expires_at, last_seen_at) \
+                   select space_id, id, $3, $4, $5, $4 from customers \
+                   where space_id = $1 and cu_ref_no = $2 and erased_at is null";
+        let now = micros(Utc::now());
+        let inserted = on_either!(self.connect().await, |c| sqlx::query(sql)
+            .bind(space.0)
+            .bind(cu_ref_no)
+            .bind(identity_digest)
+            .bind(now)
+            .bind(micros(expires_at))
+            .execute(&mut c)
+            .await
+            .expect("insert a session")
+            .rows_affected());
+        inserted > 0
+    }
+
+    /// The newest message queued for `recipient` (a normalised address) in `space`.
+    pub async fn latest_outbox_message(&self, space: SpaceId, recipient: &str) -> Option<OutboxRow> {
+        let sql = "select kind, body, sent_at, attempts from mail_outbox \
+                   where space_id = $1 and recipient = $2 order by id desc limit 1";
+        on_either!(self.connect().await, |c| sqlx::query_as(sql)
+            .bind(space.0)
+            .bind(recipient)
+            .fetch_optional(&mut c)
+            .await
+            .expect("read the outbox"))
     }
 }
 
