@@ -37,9 +37,10 @@ backend_test!(each_check_has_its_own_code, |app| {
     assert_error(&app.get("/ping/v1", expired.expose(), &[]).await, 401, "PUBLIC_API_KEY_EXPIRED");
 
     let revoked = ApiKey::generate(ApiKeyKind::Prod);
-    app.store.insert_key("acme", &bizkit_mirror::server::new_key(&revoked, "r", Scope::all_names())).await.unwrap();
+    let made = app.store.create_key("acme", &bizkit_mirror::server::new_key(&revoked, "r", Scope::all_names())).await.unwrap();
     assert_eq!(app.get("/ping/v1", revoked.expose(), &[]).await.0, 200);
-    assert!(app.store.revoke_key(&revoked.digest()).await.unwrap());
+    let (status, body) = app.post("/admin/v1/api-keys/revoke", &app.keys.root, json!({ "id": made.id })).await;
+    assert_eq!((status, &body["revoked"]), (200, &json!(true)), "{body}");
     app.registry.evict(&revoked).await;
     assert_error(&app.get("/ping/v1", revoked.expose(), &[]).await, 401, "PUBLIC_API_KEY_REVOKED");
 
