@@ -1,14 +1,13 @@
 //! Storefront accounts end to end, on every backend: register, confirm, login, account
 //! info, logout, their documented error codes, throttling, bans and sessions.
 
-use crate::support;
-
 use std::time::{Duration, Instant};
 
 use bizkit_mirror::accounts::AccountSettings;
 use bizkit_mirror::store::{Mode, SpaceId};
-use crate::support::{assert_error, TestApp};
 use serde_json::{json, Value};
+
+use crate::support::{self, assert_error, TestApp};
 
 const REGISTER: &str = "/contact/v1/register-account";
 const CONFIRM: &str = "/contact/v1/confirm-account";

@@ -2,15 +2,14 @@
 //! revocation and expiry on the next request, who may administer what, input errors, the
 //! audit log and the throttled last-use time.
 
-use crate::support;
-
 use std::time::Duration;
 
 use bizkit_mirror::auth::Scope;
 use bizkit_mirror::http::route_table;
 use bizkit_mirror::normalize::{ApiKey, ApiKeyKind};
-use crate::support::{assert_error, split, Keys, TestApp};
 use serde_json::{json, Value};
+
+use crate::support::{self, assert_error, split, Keys, TestApp};
 
 const ORGS: &str = "/admin/v1/organisations";
 const KEYS: &str = "/admin/v1/api-keys";

@@ -1,11 +1,10 @@
 //! The key pipeline and tenant isolation, on every backend.
 
-use crate::support;
-
 use bizkit_mirror::auth::Scope;
 use bizkit_mirror::normalize::{ApiKey, ApiKeyKind};
-use crate::support::{assert_error, split};
 use serde_json::json;
+
+use crate::support::{self, assert_error, split};
 
 const CREATE: &str = "/api/v1/customer/create";
 const LIST: &str = "/api/v1/customer/customer-match-list";

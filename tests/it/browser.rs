@@ -4,8 +4,6 @@
 //! REQUIRE_BROWSER=1 (CI) makes its absence a failure. They run on SQLite only: CORS
 //! and the docs page sit in front of the store and do not depend on the backend.
 
-use crate::support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,10 +13,11 @@ use bizkit_mirror::http::cors::CorsPolicy;
 use bizkit_mirror::normalize::IdentityId;
 use bizkit_mirror::store::Mode;
 use bizkit_mirror::AppState;
-use crate::support::tools::{on_path, run_bounded};
-use crate::support::{Backend, TestApp};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
+
+use crate::support::tools::{on_path, run_bounded};
+use crate::support::{self, Backend, TestApp};
 
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -10,9 +10,10 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::support::child::{ChildServer, DEMO_PROD};
 use crate::support::tools::{command_in, have_tool, manifest_dir, run_bounded};
-use serde_json::Value;
 
 const NPM_CI_LIMIT: Duration = Duration::from_secs(300);
 const STEP_LIMIT: Duration = Duration::from_secs(120);

@@ -10,10 +10,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::{json, Value};
+
 use crate::support::child::{ChildServer, Running, DEMO_PROD, DEMO_ROOT};
 use crate::support::tools::{on_path, run_bounded, tools_required};
 use crate::support::{Backend, TestDb};
-use serde_json::{json, Value};
 
 const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/contract/schemathesis.toml");

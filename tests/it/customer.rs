@@ -1,7 +1,8 @@
 //! The customer endpoints end to end, on every backend.
 
-use crate::support::assert_error;
 use serde_json::{json, Value};
+
+use crate::support::assert_error;
 
 const CREATE: &str = "/api/v1/customer/create";
 const DETAIL: &str = "/api/v1/customer/detail";

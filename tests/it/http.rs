@@ -1,11 +1,10 @@
 //! HTTP conventions every route shares: envelopes for 404/405/413/415 and malformed JSON,
 //! request ids, health and readiness, and no 5xx for any client input.
 
-use crate::support;
-
-use crate::support::{assert_error, split};
 use rand::Rng;
 use serde_json::json;
+
+use crate::support::{self, assert_error, split};
 
 const CREATE: &str = "/api/v1/customer/create";
 

@@ -1,10 +1,9 @@
 //! Bulk import over HTTP, on every backend: both input formats, bad items reported
 //! without stopping the rest, broken input, and a streamed body of thousands of items.
 
-use crate::support;
-
-use crate::support::{assert_error, TestApp};
 use serde_json::{json, Value};
+
+use crate::support::{self, assert_error, TestApp};
 
 const IMPORT: &str = "/api/v1/customer/import";
 

@@ -2,11 +2,11 @@
 //! ones routed, the served document is the committed file, its error codes are the
 //! contract's, and its documented shapes are what the server answers.
 
-use crate::support;
-
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+
+use crate::support;
 
 const SPEC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
 

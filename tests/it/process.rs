@@ -6,10 +6,10 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use crate::support;
-use crate::support::child::{ChildServer, Finished, Running, DEMO_DEV, DEMO_IDENTITY, DEMO_PROD, DEMO_ROOT, STOP_TIMEOUT};
-use crate::support::{Backend, TestDb};
 use serde_json::{json, Value};
+
+use crate::support::child::{ChildServer, Finished, Running, DEMO_DEV, DEMO_IDENTITY, DEMO_PROD, DEMO_ROOT, STOP_TIMEOUT};
+use crate::support::{self, Backend, TestDb};
 
 /// A server child and an HTTP client for it. Dropping it kills the process, so a failed
 /// assertion never leaves one behind.

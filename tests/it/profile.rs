@@ -1,12 +1,11 @@
 //! Profiles written end to end, on every backend: create-or-update, lookups by e-mail,
 //! phone and alternates, credit with Idempotency-Key, and erasure down to the rows.
 
-use crate::support;
-
 use bizkit_mirror::normalize::IdentityId;
 use bizkit_mirror::store::Mode;
-use crate::support::{assert_error, TestApp};
 use serde_json::{json, Value};
+
+use crate::support::{self, assert_error, TestApp};
 
 const UPSERT: &str = "/api/v1/customer/create-or-update";
 const CREDIT: &str = "/api/v1/customer/credit-add";

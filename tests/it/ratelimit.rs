@@ -1,9 +1,8 @@
 //! Per-key rate limits as clients see them: headers, burst, refusal, refill, isolation.
 
-use crate::support;
-
 use bizkit_mirror::ratelimit::{Plan, RateLimits};
-use crate::support::{assert_error, Backend, TestApp};
+
+use crate::support::{self, assert_error, Backend, TestApp};
 
 fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
     res.headers().get(name).map(|v| v.to_str().unwrap().parse().expect("numeric header"))

@@ -24,9 +24,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::support::child::ChildServer;
 use crate::support::tools::{have_tool, manifest_dir, run_bounded, tools_required};
-use serde_json::Value;
 
 const BIZKITHUB: &str = "https://api.bizkithub.com";
 const EXAMPLE_LIMIT: Duration = Duration::from_secs(30);
