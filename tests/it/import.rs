@@ -1,10 +1,9 @@
 //! Bulk import over HTTP, on every backend: both input formats, bad items reported
 //! without stopping the rest, broken input, and a streamed body of thousands of items.
 
-mod common;
-
-use common::{assert_error, TestApp};
 use serde_json::{json, Value};
+
+use crate::support::{self, assert_error, TestApp};
 
 const IMPORT: &str = "/api/v1/customer/import";
 
@@ -18,7 +17,7 @@ async fn import(app: &TestApp, content_type: &str, body: impl Into<reqwest::Body
         .send()
         .await
         .expect("request");
-    common::split(res).await
+    support::split(res).await
 }
 
 fn codes(results: &Value) -> Vec<Value> {
@@ -87,10 +86,10 @@ backend_test!(broken_input_and_bad_requests, |app| {
     // Other media types, keys without the scope, no key
     assert_error(&import(&app, "text/csv", "email\na@example.com").await, 415, "UNSUPPORTED_MEDIA_TYPE");
     let res = app.client.post(app.url(IMPORT)).header("content-type", "application/json").body("[]").send().await.unwrap();
-    assert_error(&common::split(res).await, 401, "PUBLIC_API_KEY_DOES_NOT_EXIST");
+    assert_error(&support::split(res).await, 401, "PUBLIC_API_KEY_DOES_NOT_EXIST");
     let writer = app.key_with_scopes(&["customer:write"]).await;
     let res = app.client.post(app.url(IMPORT)).bearer_auth(writer).header("content-type", "application/json").body("[]");
-    assert_error(&common::split(res.send().await.unwrap()).await, 403, "PUBLIC_API_KEY_FORBIDDEN");
+    assert_error(&support::split(res.send().await.unwrap()).await, 403, "PUBLIC_API_KEY_FORBIDDEN");
 });
 
 backend_test!(a_streamed_body_of_thousands_of_items, |app| {
@@ -123,11 +122,11 @@ backend_test!(a_streamed_body_of_thousands_of_items, |app| {
 /// Losing the database before anything is written is a 503, for an import as for one write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_is_503_postgres() {
-    let Some(app) = common::spawn_app(common::Backend::Postgres).await else {
+    let Some(app) = support::spawn_app(support::Backend::Postgres).await else {
         eprintln!("skipped: TEST_DATABASE_URL is not set");
         return;
     };
-    let outage = common::Outage::start(&app).await;
+    let outage = support::Outage::start(&app).await;
     let got = import(&app, "application/x-ndjson", "{\"email\": \"down@example.com\"}\n").await;
     assert_error(&got, 503, "SERVICE_UNAVAILABLE");
     let got = app.post("/api/v1/customer/create-or-update", &app.keys.prod, json!({ "email": "down@example.com" })).await;

@@ -1,9 +1,8 @@
 //! Per-key rate limits as clients see them: headers, burst, refusal, refill, isolation.
 
-mod common;
-
 use bizkit_mirror::ratelimit::{Plan, RateLimits};
-use common::{assert_error, Backend, TestApp};
+
+use crate::support::{self, assert_error, Backend, TestApp};
 
 fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
     res.headers().get(name).map(|v| v.to_str().unwrap().parse().expect("numeric header"))
@@ -19,11 +18,11 @@ fn small_limits() -> RateLimits {
 }
 
 async fn burst_refusal_refill_and_isolation(backend: Backend) {
-    let Some(app) = common::spawn_app_with_limits(backend, small_limits()).await else {
+    let Some(app) = support::spawn_app_with_limits(backend, small_limits()).await else {
         eprintln!("skipped: TEST_DATABASE_URL is not set");
         return;
     };
-    let other = common::make_keys(&app.store, "globex").await;
+    let other = support::make_keys(&app.store, "globex").await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
 
     // The burst: remaining counts down on every keyed response
@@ -39,7 +38,7 @@ async fn burst_refusal_refill_and_isolation(backend: Backend) {
     let res = app.client.post(app.url("/api/v1/customer/create")).query(&[("apiKey", &app.keys.dev)]).json(&serde_json::json!({"email": "rl@example.com"})).send().await.unwrap();
     assert_eq!(header(&res, "retry-after"), Some(1));
     assert_eq!(header(&res, "x-ratelimit-remaining"), Some(0));
-    let got = common::split(res).await;
+    let got = support::split(res).await;
     assert_error(&got, 429, "RATE_LIMIT_EXCEEDED");
     assert_eq!(got.1["error"]["retry_after"], 1);
 
@@ -77,7 +76,6 @@ async fn burst_refusal_refill_and_isolation_postgres() {
     burst_refusal_refill_and_isolation(Backend::Postgres).await;
 }
 
-
 // A key's own limit replaces its kind's, and applies even to a ROOT key.
 backend_test!(per_key_override_applies, |app| {
     let (status, created) = app
@@ -92,7 +90,7 @@ backend_test!(per_key_override_applies, |app| {
     }
     let res = ping(&app, &key).await;
     assert_eq!(header(&res, "retry-after"), Some(30), "2 a minute: the next one in 30 s");
-    assert_error(&common::split(res).await, 429, "RATE_LIMIT_EXCEEDED");
+    assert_error(&support::split(res).await, 429, "RATE_LIMIT_EXCEEDED");
     // The ROOT key without an override is still unlimited
     assert_eq!(header(&ping(&app, &app.keys.root).await, "x-ratelimit-limit"), None);
 });

@@ -1,15 +1,13 @@
 //! Storefront accounts end to end, on every backend: register, confirm, login, account
 //! info, logout, their documented error codes, throttling, bans and sessions.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bizkit_mirror::accounts::AccountSettings;
-use bizkit_mirror::normalize::CuRefNo;
 use bizkit_mirror::store::{Mode, SpaceId};
-use common::{assert_error, TestApp};
 use serde_json::{json, Value};
+
+use crate::support::{self, assert_error, TestApp};
 
 const REGISTER: &str = "/contact/v1/register-account";
 const CONFIRM: &str = "/contact/v1/confirm-account";
@@ -29,12 +27,12 @@ macro_rules! accounts_test {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                run(common::spawn_app_with_accounts(common::Backend::Sqlite, $settings).await.unwrap()).await
+                run(support::spawn_app_with_accounts(support::Backend::Sqlite, $settings).await.unwrap()).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                match common::spawn_app_with_accounts(common::Backend::Postgres, $settings).await {
+                match support::spawn_app_with_accounts(support::Backend::Postgres, $settings).await {
                     Some(app) => run(app).await,
                     None => eprintln!("skipped: TEST_DATABASE_URL is not set"),
                 }
@@ -72,11 +70,19 @@ async fn session(app: &TestApp, email: &str, password: &str) -> String {
 
 /// The token in the newest confirmation message queued for `email`.
 async fn outbox_token(app: &TestApp, email: &str) -> String {
-    let message = app.store.latest_outbox_message(live(app).await, email).await.unwrap().expect("a queued message");
+    let message = app.db.latest_outbox_message(live(app).await, email).await.expect("a queued message");
     assert_eq!(message.kind, "account-confirmation");
     assert!(message.sent_at.is_none());
     let (_, rest) = message.body.split_once("/contact/v1/confirm-account?token=").expect("a confirmation link");
     rest.chars().take_while(char::is_ascii_alphanumeric).collect()
+}
+
+/// Sets or lifts a customer's ban through the API, as the shop's back office would.
+async fn set_ban(app: &TestApp, cu: &str, ban: bool) {
+    let (status, body) =
+        app.post("/api/v1/customer/create-or-update", &app.keys.prod, json!({ "cuRefNo": cu, "ban": ban })).await;
+    assert_eq!(status, 200, "ban {cu}: {body}");
+    assert_eq!(body["ban"], ban, "{body}");
 }
 
 async fn confirm(app: &TestApp, token: &str) -> (u16, Value) {
@@ -227,7 +233,7 @@ backend_test!(register_refusals_e002_e003_e004, |app| {
 
     // E003: a banned guest
     let banned = app.create(key, "banned@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
-    assert!(app.store.set_ban(live(&app).await, &CuRefNo::parse(&banned).unwrap(), true).await.unwrap());
+    set_ban(&app, &banned, true).await;
     assert_refused(&register(&app, "banned@example.com", PASSWORD).await, "E003");
 
     // E002: registered and confirmed
@@ -283,7 +289,7 @@ accounts_test!(login_refusals_e002_to_e006, auto_confirm(), |app| {
     // E005: banned
     register(&app, "rogue@example.com", PASSWORD).await;
     let cu = info(&app, key, &session(&app, "rogue@example.com", PASSWORD).await).await["cuRefNo"].as_str().unwrap().to_owned();
-    app.store.set_ban(live(&app).await, &CuRefNo::parse(&cu).unwrap(), true).await.unwrap();
+    set_ban(&app, &cu, true).await;
     assert_refused(&login(&app, key, "rogue@example.com", PASSWORD).await, "E005");
 });
 
@@ -312,13 +318,13 @@ accounts_test!(ban_ends_every_session, auto_confirm(), |app| {
     let cu = info(&app, key, &a).await["cuRefNo"].as_str().unwrap().to_owned();
     assert!(detail_logged_in(&app, &b, &cu).await);
 
-    assert!(app.store.set_ban(live(&app).await, &CuRefNo::parse(&cu).unwrap(), true).await.unwrap());
+    set_ban(&app, &cu, true).await;
     for identity in [&a, &b] {
         assert_eq!(info(&app, key, identity).await, json!({ "loggedIn": false }));
         assert!(!detail_logged_in(&app, identity, &cu).await);
     }
     // Lifting the ban does not bring the sessions back
-    app.store.set_ban(live(&app).await, &CuRefNo::parse(&cu).unwrap(), false).await.unwrap();
+    set_ban(&app, &cu, false).await;
     assert_eq!(info(&app, key, &a).await, json!({ "loggedIn": false }));
     assert_eq!(login(&app, key, "twosessions@example.com", PASSWORD).await["success"], true);
 });
@@ -337,12 +343,12 @@ accounts_test!(sandbox_key_cannot_reach_live_accounts, auto_confirm(), |app| {
 /// take it away). Domain calls answer E001; the session reads answer 503 as elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_is_e001_postgres() {
-    let Some(app) = common::spawn_app_with_accounts(common::Backend::Postgres, auto_confirm()).await else {
+    let Some(app) = support::spawn_app_with_accounts(support::Backend::Postgres, auto_confirm()).await else {
         eprintln!("skipped: TEST_DATABASE_URL is not set");
         return;
     };
     register(&app, "outage@example.com", PASSWORD).await;
-    let outage = common::Outage::start(&app).await;
+    let outage = support::Outage::start(&app).await;
 
     assert_refused(&register(&app, "during@example.com", PASSWORD).await, "E001");
     assert_refused(&login(&app, &app.keys.prod, "outage@example.com", PASSWORD).await, "E001");
@@ -373,7 +379,7 @@ async fn detail_latencies(app: &TestApp, cu: &str, n: usize) -> Vec<Duration> {
 /// only a stalled runtime would break.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detail_latency_while_50_logins_run_sqlite() {
-    let app = common::spawn_app_with_accounts(common::Backend::Sqlite, auto_confirm()).await.unwrap();
+    let app = support::spawn_app_with_accounts(support::Backend::Sqlite, auto_confirm()).await.unwrap();
     let cu = app.create(&app.keys.prod, "reader@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
     let emails: Vec<String> = (0..50).map(|i| format!("burst{i}@example.com")).collect();
     futures::future::join_all(emails.iter().map(|e| register(&app, e, PASSWORD))).await;

@@ -1,9 +1,8 @@
 //! The customer endpoints end to end, on every backend.
 
-mod common;
-
-use common::assert_error;
 use serde_json::{json, Value};
+
+use crate::support::assert_error;
 
 const CREATE: &str = "/api/v1/customer/create";
 const DETAIL: &str = "/api/v1/customer/detail";
@@ -94,8 +93,8 @@ backend_test!(concurrent_creates_make_one_customer, |app| {
 });
 
 backend_test!(detail_logged_in_and_out, |app| {
-    use bizkit_mirror::normalize::{CuRefNo, IdentityId};
-    use bizkit_mirror::store::{Mode, NewSession};
+    use bizkit_mirror::normalize::IdentityId;
+    use bizkit_mirror::store::Mode;
     let key = &app.keys.prod;
     let created = app.create(key, "det@example.com").await;
     let code = cu(&created);
@@ -103,12 +102,10 @@ backend_test!(detail_logged_in_and_out, |app| {
     let space = app.store.space_of("acme", Mode::Live).await.unwrap();
     let identity = IdentityId::generate();
     let expired = IdentityId::generate();
-    let cu_ref = CuRefNo::parse(&code).unwrap();
-    let session = |digest: String, expires_at| NewSession { cu_ref_no: cu_ref.clone(), identity_digest: digest, expires_at };
     let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
     let past = chrono::Utc::now() - chrono::TimeDelta::days(1);
-    assert!(app.store.insert_session(space, &session(identity.digest(), future)).await.unwrap());
-    assert!(app.store.insert_session(space, &session(expired.digest(), past)).await.unwrap());
+    assert!(app.db.insert_session(space, &code, &identity.digest(), future).await);
+    assert!(app.db.insert_session(space, &code, &expired.digest(), past).await);
 
     // A live session of this customer
     let (status, body) = app.get(DETAIL, key, &[("identityId", identity.as_str()), ("cuRefNo", &code), ("customerRealIp", "1.1.1.1")]).await;

@@ -2,60 +2,42 @@
 //! organisations and keys are made, listed and revoked, the key is printed once and only
 //! on standard output, and every action is audited as `cli`.
 
-mod common;
-
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use bizkit_mirror::normalize::ApiKey;
 use bizkit_mirror::store::{self, PoolSettings};
-use common::{Backend, TestDb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
+use crate::support::child::{ChildServer, Finished};
+use crate::support::{Backend, TestDb};
 
-/// Runs the binary to completion with only DATABASE_URL set of the settings it reads.
-fn run(database_url: &str, args: &[String]) -> Output {
-    let mut cmd = Command::new(BIN);
-    for name in ["DATABASE_MAX_CONNECTIONS", "DATABASE_ACQUIRE_TIMEOUT", "LOG_FORMAT", "RUST_LOG", "KEY_CACHE_SECONDS"] {
-        cmd.env_remove(name);
-    }
-    cmd.env("DATABASE_URL", database_url).args(args).output().expect("run the binary")
-}
-
-#[track_caller]
-fn succeeded(out: &Output) -> String {
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "exit {:?}\nstdout: {stdout}\nstderr: {stderr}", out.status);
-    stdout.into_owned()
+/// Runs the binary to completion with DATABASE_URL alone.
+fn run(database_url: &str, args: &[&str]) -> Finished {
+    ChildServer::new(args).database_url(database_url).run()
 }
 
 async fn story(db: TestDb) {
-    let url = db.url.clone();
-    let cli = move |args: &[&str]| {
-        let (url, args): (String, Vec<String>) = (url.clone(), args.iter().map(|a| a.to_string()).collect());
-        async move { tokio::task::spawn_blocking(move || run(&url, &args)).await.unwrap() }
-    };
+    let cli = |args: &[&str]| run(&db.url, args);
 
     // Organisations
-    let out = succeeded(&cli(&["org", "create", "cli-co", "--name", "CLI Co"]).await);
+    let out = cli(&["org", "create", "cli-co", "--name", "CLI Co"]).succeeded().to_owned();
     assert!(out.contains("cli-co"), "{out}");
-    let dup = cli(&["org", "create", "cli-co", "--name", "Again"]).await;
+    let dup = cli(&["org", "create", "cli-co", "--name", "Again"]);
     assert!(!dup.status.success());
-    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
-    assert!(!cli(&["org", "create", "Bad_Slug", "--name", "x"]).await.status.success());
-    assert!(succeeded(&cli(&["org", "list"]).await).contains("cli-co\t"));
+    assert!(dup.stderr.contains("already exists"));
+    assert!(!cli(&["org", "create", "Bad_Slug", "--name", "x"]).status.success());
+    assert!(cli(&["org", "list"]).succeeded().contains("cli-co\t"));
 
     // A key: on standard output alone, once
-    let created = cli(&["key", "create", "--org", "cli-co", "--kind", "PROD", "--label", "from cli", "--scopes", "customer:read,customer:write", "--rate-limit-per-minute", "30"]).await;
-    let stdout = succeeded(&created);
+    let created = cli(&["key", "create", "--org", "cli-co", "--kind", "PROD", "--label", "from cli", "--scopes", "customer:read,customer:write", "--rate-limit-per-minute", "30"]);
+    let stdout = created.succeeded();
     let key = ApiKey::parse(stdout.trim()).unwrap_or_else(|_| panic!("stdout is the key alone: {stdout:?}"));
-    let stderr = String::from_utf8_lossy(&created.stderr).into_owned();
+    let stderr = &created.stderr;
     assert!(!stderr.contains(key.expose()), "the key reached standard error: {stderr}");
-    assert!(!cli(&["key", "create", "--org", "cli-co", "--kind", "TEST"]).await.status.success());
-    assert!(!cli(&["key", "create", "--org", "nowhere", "--kind", "PROD"]).await.status.success());
+    assert!(!cli(&["key", "create", "--org", "cli-co", "--kind", "TEST"]).status.success());
+    assert!(!cli(&["key", "create", "--org", "nowhere", "--kind", "PROD"]).status.success());
 
     // Listed by prefix, never whole
-    let table = succeeded(&cli(&["key", "list", "--org", "cli-co"]).await);
+    let table = cli(&["key", "list", "--org", "cli-co"]).succeeded().to_owned();
     assert!(table.contains(key.prefix8()), "{table}");
     assert!(!table.contains(key.expose()), "{table}");
     let row = table.lines().find(|l| l.contains(key.prefix8())).unwrap();
@@ -64,10 +46,10 @@ async fn story(db: TestDb) {
 
     // Revoked, then revoked again (a no-op), then an unknown id
     let id_arg = id.to_string();
-    assert!(succeeded(&cli(&["key", "revoke", &id_arg]).await).contains("revoked"));
-    let again = succeeded(&cli(&["key", "revoke", &id_arg]).await);
+    assert!(cli(&["key", "revoke", &id_arg]).succeeded().contains("revoked"));
+    let again = cli(&["key", "revoke", &id_arg]).succeeded().to_owned();
     assert!(again.contains("already"), "{again}");
-    assert!(!cli(&["key", "revoke", "999999"]).await.status.success());
+    assert!(!cli(&["key", "revoke", "999999"]).status.success());
 
     // Check through the library: revoked, and audited as the command line
     let settings = PoolSettings { max_connections: 2, acquire_timeout: Duration::from_secs(3) };

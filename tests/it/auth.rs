@@ -1,11 +1,10 @@
 //! The key pipeline and tenant isolation, on every backend.
 
-mod common;
-
 use bizkit_mirror::auth::Scope;
 use bizkit_mirror::normalize::{ApiKey, ApiKeyKind};
-use common::{assert_error, split};
 use serde_json::json;
+
+use crate::support::{self, assert_error, split};
 
 const CREATE: &str = "/api/v1/customer/create";
 const LIST: &str = "/api/v1/customer/customer-match-list";
@@ -37,9 +36,10 @@ backend_test!(each_check_has_its_own_code, |app| {
     assert_error(&app.get("/ping/v1", expired.expose(), &[]).await, 401, "PUBLIC_API_KEY_EXPIRED");
 
     let revoked = ApiKey::generate(ApiKeyKind::Prod);
-    app.store.insert_key("acme", &bizkit_mirror::server::new_key(&revoked, "r", Scope::all_names())).await.unwrap();
+    let made = app.store.create_key("acme", &bizkit_mirror::server::new_key(&revoked, "r", Scope::all_names())).await.unwrap();
     assert_eq!(app.get("/ping/v1", revoked.expose(), &[]).await.0, 200);
-    assert!(app.store.revoke_key(&revoked.digest()).await.unwrap());
+    let (status, body) = app.post("/admin/v1/api-keys/revoke", &app.keys.root, json!({ "id": made.id })).await;
+    assert_eq!((status, &body["revoked"]), (200, &json!(true)), "{body}");
     app.registry.evict(&revoked).await;
     assert_error(&app.get("/ping/v1", revoked.expose(), &[]).await, 401, "PUBLIC_API_KEY_REVOKED");
 
@@ -98,7 +98,7 @@ backend_test!(sandbox_and_organisations_are_isolated, |app| {
     let sandbox = app.create(&app.keys.dev, "iso@example.com").await;
     assert_eq!(sandbox["newAccount"], true, "uniqueness is per space");
     assert_ne!(live["cuRefNo"], sandbox["cuRefNo"]);
-    let other = common::make_keys(&app.store, "globex").await;
+    let other = support::make_keys(&app.store, "globex").await;
     let live_cu = live["cuRefNo"].as_str().unwrap();
     let sandbox_cu = sandbox["cuRefNo"].as_str().unwrap();
 

@@ -2,15 +2,14 @@
 //! revocation and expiry on the next request, who may administer what, input errors, the
 //! audit log and the throttled last-use time.
 
-mod common;
-
 use std::time::Duration;
 
 use bizkit_mirror::auth::Scope;
 use bizkit_mirror::http::route_table;
 use bizkit_mirror::normalize::{ApiKey, ApiKeyKind};
-use common::{assert_error, split, Keys, TestApp};
 use serde_json::{json, Value};
+
+use crate::support::{self, assert_error, split, Keys, TestApp};
 
 const ORGS: &str = "/admin/v1/organisations";
 const KEYS: &str = "/admin/v1/api-keys";
@@ -19,7 +18,7 @@ const AUDIT: &str = "/admin/v1/audit";
 
 /// The operator's keys: organisation `default`, every scope.
 async fn operator(app: &TestApp) -> Keys {
-    common::make_keys(&app.store, "default").await
+    support::make_keys(&app.store, "default").await
 }
 
 async fn post_with_id(app: &TestApp, path: &str, key: &str, body: Value, request_id: &str) -> (u16, Value) {

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for tests/contract.rs."""
+"""Schemathesis hooks for tests/it/contract.rs."""
 
 import json
 

@@ -4,22 +4,20 @@
 //! REQUIRE_BROWSER=1 (CI) makes its absence a failure. They run on SQLite only: CORS
 //! and the docs page sit in front of the store and do not depend on the backend.
 
-mod common;
-
-use std::io::Read;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use axum::response::Html;
 use bizkit_mirror::accounts::{AccountSettings, Accounts};
 use bizkit_mirror::http::cors::CorsPolicy;
-use bizkit_mirror::normalize::{CuRefNo, IdentityId};
-use bizkit_mirror::store::{Mode, NewSession};
+use bizkit_mirror::normalize::IdentityId;
+use bizkit_mirror::store::Mode;
 use bizkit_mirror::AppState;
-use common::{Backend, TestApp};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
+
+use crate::support::tools::{on_path, run_bounded};
+use crate::support::{self, Backend, TestApp};
 
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -48,8 +46,7 @@ fn origins(list: &[&str]) -> CorsPolicy {
 
 /// The Chromium binary, or None (the test then skips) unless REQUIRE_BROWSER=1.
 fn chromium() -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("chromium")).find(|p| p.is_file()));
+    let found = on_path(&["chromium"]);
     if found.is_none() {
         assert!(
             std::env::var("REQUIRE_BROWSER").map_or(true, |v| v != "1"),
@@ -81,50 +78,17 @@ async fn browse(chromium: &std::path::Path, url: &str, extra: &[String]) -> Stri
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg("--dump-dom")
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let url_owned = url.to_owned();
+        .arg(url);
     // On the blocking pool: the servers the browser talks to run on this test's runtime.
-    let output = tokio::task::spawn_blocking(move || run_bounded(command, &url_owned)).await.expect("chromium runner");
-    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    let ran = tokio::task::spawn_blocking(move || run_bounded(command, BROWSER_TIMEOUT)).await.expect("chromium runner");
+    assert!(!ran.timed_out, "chromium did not finish {url} within {BROWSER_TIMEOUT:?} (killed)");
     assert!(
-        output.status.success() && !dom.is_empty(),
-        "chromium failed on {url}: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        ran.success && !ran.stdout.is_empty(),
+        "chromium failed on {url}: {:?}\n{}",
+        ran.status,
+        ran.stderr
     );
-    dom
-}
-
-/// Runs `command` to completion, killing it after `BROWSER_TIMEOUT`. Its output is read
-/// on threads of its own, so a chatty browser cannot block on a full pipe.
-fn run_bounded(mut command: std::process::Command, url: &str) -> std::process::Output {
-    let mut child = command.spawn().expect("start chromium");
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            break status;
-        }
-        if started.elapsed() > BROWSER_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish {url} within {BROWSER_TIMEOUT:?} (killed)");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+    ran.stdout
 }
 
 /// The JSON a test page wrote into `<pre id="{id}">`.
@@ -174,12 +138,8 @@ async fn logged_in_customer(app: &TestApp, email: &str) -> (String, String) {
     let cu = app.create(&app.keys.prod, email).await["cuRefNo"].as_str().expect("cuRefNo").to_owned();
     let space = app.store.space_of("acme", Mode::Live).await.unwrap();
     let id = IdentityId::generate();
-    let session = NewSession {
-        cu_ref_no: CuRefNo::parse(&cu).unwrap(),
-        identity_digest: id.digest(),
-        expires_at: chrono::Utc::now() + chrono::TimeDelta::days(1),
-    };
-    assert!(app.store.insert_session(space, &session).await.unwrap());
+    let expires_at = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    assert!(app.db.insert_session(space, &cu, &id.digest(), expires_at).await);
     (cu, id.as_str().to_owned())
 }
 
@@ -187,7 +147,7 @@ async fn logged_in_customer(app: &TestApp, email: &str) -> (String, String) {
 async fn docs_page_renders_the_contract_offline() {
     let Some(chromium) = chromium() else { return };
     // Setup
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&shots).unwrap();
     let shot = shots.join("docs.png");
@@ -207,7 +167,7 @@ async fn docs_page_renders_the_contract_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docs_assets_are_served_from_the_binary() {
     // Setup
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     // Exec
     let page = app.client.get(app.url("/docs")).send().await.unwrap();
     let page_headers = page.headers().clone();
@@ -230,7 +190,7 @@ async fn docs_assets_are_served_from_the_binary() {
 async fn listed_origin_calls_the_api_from_a_page() {
     let Some(chromium) = chromium() else { return };
     // Setup: the API allowing one page server's origin, the customer logged in
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     let (cu, identity) = logged_in_customer(&app, "ada@example.com").await;
     let shop = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shop_origin = format!("http://{}", shop.local_addr().unwrap());
@@ -259,7 +219,7 @@ async fn listed_origin_calls_the_api_from_a_page() {
 async fn unlisted_origin_is_refused_by_the_browser() {
     let Some(chromium) = chromium() else { return };
     // Setup: the API allows one origin; the page comes from another
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     let (_, identity) = logged_in_customer(&app, "bob@example.com").await;
     let api = serve_with_cors(&app, origins(&["http://localhost:5173"])).await;
     let page = caller_page(&api, &app.keys.prod, "bob@example.com", &identity);
@@ -291,7 +251,7 @@ async fn preflight(client: &reqwest::Client, api: &str, origin: &str) -> reqwest
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_answers_listed_origins_only() {
     // Setup
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     let api = serve_with_cors(&app, origins(&["http://localhost:5173", "https://shop.example.com"])).await;
     // Exec
     let allowed = preflight(&app.client, &api, "https://shop.example.com").await;
@@ -330,7 +290,7 @@ async fn preflight_answers_listed_origins_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_origin_never_allows_credentials() {
     // Setup: `*` as under --demo
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     let api = serve_with_cors(&app, CorsPolicy::parse(None, true, false).unwrap()).await;
     // Exec
     let pre = preflight(&app.client, &api, "https://anyone.example.com").await;
@@ -353,7 +313,7 @@ async fn any_origin_never_allows_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_is_off_by_default() {
     // Setup: the server as `serve` starts it without CORS_ALLOWED_ORIGINS
-    let app = common::spawn_app(Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(Backend::Sqlite).await.unwrap();
     // Exec
     let pre = preflight(&app.client, &app.base, "http://localhost:5173").await;
     // Check: no CORS headers; OPTIONS is just a method the route does not serve

@@ -2,8 +2,6 @@
 //! delivered with its link and marked sent (body cleared); an unreachable server leaves
 //! the message queued with the error recorded.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use bizkit_mirror::mail::Mailer;
@@ -57,7 +55,7 @@ backend_test!(outbox_is_sent_over_smtp_and_marked, |app| {
     let (status, body) = app.post("/contact/v1/register-account", &app.keys.prod, json!({ "email": email, "password": "Correct1Horse" })).await;
     assert_eq!(status, 200, "{body}");
     let space = app.store.space_of("acme", Mode::Live).await.unwrap();
-    let queued = app.store.latest_outbox_message(space, email).await.unwrap().expect("queued");
+    let queued = app.db.latest_outbox_message(space, email).await.expect("queued");
     let (_, rest) = queued.body.split_once("token=").expect("a link");
     let token: String = rest.chars().take_while(char::is_ascii_alphanumeric).collect();
 
@@ -67,7 +65,7 @@ backend_test!(outbox_is_sent_over_smtp_and_marked, |app| {
     drop(closed);
     let mailer = Mailer::new(&dead, "Shop <no-reply@shop.example>").unwrap();
     assert_eq!(mailer.drain(&app.store).await.unwrap(), 0);
-    let after = app.store.latest_outbox_message(space, email).await.unwrap().unwrap();
+    let after = app.db.latest_outbox_message(space, email).await.unwrap();
     assert_eq!((after.sent_at, after.attempts), (None, 1));
 
     // Exec: a working server
@@ -81,7 +79,7 @@ backend_test!(outbox_is_sent_over_smtp_and_marked, |app| {
     // The body travels quoted-printable: undo its soft line breaks and `=3D` escapes.
     let decoded = transcript.replace("=\n", "").replace("=3D", "=");
     assert!(decoded.contains(&format!("/contact/v1/confirm-account?token={token}")), "the link reached the message: {transcript}");
-    let sent = app.store.latest_outbox_message(space, email).await.unwrap().unwrap();
+    let sent = app.db.latest_outbox_message(space, email).await.unwrap();
     assert!(sent.sent_at.is_some());
     assert_eq!(sent.body, "", "a sent message no longer holds the token");
     assert!(app.store.pending_outbox(10, 50).await.unwrap().is_empty());

@@ -1,51 +1,21 @@
 //! `bizkit-mirror import` as a child process, against a fresh database on each backend:
 //! a file of several batches with a bad item, standard input, the sandbox, and refusals.
 
-mod common;
-
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
 use bizkit_mirror::normalize::Email;
 use bizkit_mirror::store::{self, ContactWrite, Mode, PoolSettings};
-use common::{Backend, TestDb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
+use crate::support::child::{ChildServer, Finished};
+use crate::support::{Backend, TestDb};
 
-/// Runs the binary with only DATABASE_URL set of the settings it reads, feeding `stdin`.
-fn run(database_url: &str, args: &[&str], stdin: &[u8]) -> Output {
-    let mut cmd = Command::new(BIN);
-    for name in ["LOG_FORMAT", "RUST_LOG", "DEFAULT_PHONE_REGION", "IMPORT_BATCH_SIZE"] {
-        cmd.env_remove(name);
-    }
-    let mut child = cmd
-        .env("DATABASE_URL", database_url)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the binary");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().expect("wait")
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
+/// Runs the binary to completion with DATABASE_URL alone, feeding `stdin`.
+fn run(database_url: &str, args: &[&str], stdin: &[u8]) -> Finished {
+    ChildServer::new(args).database_url(database_url).stdin(stdin).run()
 }
 
 async fn story(db: TestDb) {
-    let url = db.url.clone();
-    let cli = move |args: &[&str], stdin: &[u8]| {
-        let (url, args, stdin) = (url.clone(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), stdin.to_vec());
-        async move {
-            tokio::task::spawn_blocking(move || run(&url, &args.iter().map(String::as_str).collect::<Vec<_>>(), &stdin))
-                .await
-                .unwrap()
-        }
-    };
+    let cli = |args: &[&str], stdin: &[u8]| run(&db.url, args, stdin);
     // Setup: an organisation, and a file of 1,200 contacts (three batches) with one bad item
-    assert!(cli(&["org", "create", "shop", "--name", "Shop"], b"").await.status.success());
+    assert!(cli(&["org", "create", "shop", "--name", "Shop"], b"").status.success());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("contacts.ndjson");
     let mut file = String::new();
@@ -60,9 +30,9 @@ async fn story(db: TestDb) {
     let path = path.to_str().unwrap();
 
     // Exec: the file, into the live data
-    let out = cli(&["import", "--org", "shop", path], b"").await;
+    let out = cli(&["import", "--org", "shop", path], b"");
     // Check: one failure, listed; the rest written; exit 1 because an item failed
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
     assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("imported 1200 items into shop (live): 1199 written, 1199 created, 1 failed"), "{stdout}");
     assert!(stderr.contains("item 7:") && stderr.contains("INVALID_EMAIL"), "{stderr}");
@@ -77,9 +47,9 @@ async fn story(db: TestDb) {
 
     // Exec: a JSON array on standard input, into the sandbox
     let array = br#"[{"email": "sandbox@example.com"}, {"phone": "+44 7400 123456"}]"#;
-    let out = cli(&["import", "--org", "shop", "--sandbox", "-"], array).await;
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", text(&out.stderr));
+    let out = cli(&["import", "--org", "shop", "--sandbox", "-"], array);
+    let stdout = &out.stdout;
+    assert!(out.status.success(), "{stdout} {}", out.stderr);
     assert!(stdout.contains("imported 2 items into shop (sandbox): 2 written, 2 created, 0 failed"), "{stdout}");
 
     // Refusals: no such organisation or file, a bad region, a broken array
@@ -89,9 +59,9 @@ async fn story(db: TestDb) {
         (vec!["import", "--org", "shop", "--phone-region", "XX", path], b"", "XX"),
         (vec!["import", "--org", "shop", "-"], b"[{\"email\": \"x@example.com\"}, {", "stopped early"),
     ] {
-        let out = cli(&args, input).await;
+        let out = cli(&args, input);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(text(&out.stderr).contains(says), "{args:?}: {}", text(&out.stderr));
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
     }
 }
 

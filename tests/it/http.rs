@@ -1,11 +1,10 @@
 //! HTTP conventions every route shares: envelopes for 404/405/413/415 and malformed JSON,
 //! request ids, health and readiness, and no 5xx for any client input.
 
-mod common;
-
-use common::{assert_error, split};
 use rand::Rng;
 use serde_json::json;
+
+use crate::support::{self, assert_error, split};
 
 const CREATE: &str = "/api/v1/customer/create";
 
@@ -127,13 +126,13 @@ backend_test!(no_client_input_causes_a_5xx, |app| {
 /// Losing the database gives 503 SERVICE_UNAVAILABLE, and the server recovers by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_is_503_and_recovers_postgres() {
-    let Some(app) = common::spawn_app(common::Backend::Postgres).await else {
+    let Some(app) = support::spawn_app(support::Backend::Postgres).await else {
         eprintln!("skipped: TEST_DATABASE_URL is not set");
         return;
     };
     let created = app.create(&app.keys.prod, "outage@example.com").await;
     let cu = created["cuRefNo"].as_str().unwrap().to_owned();
-    let outage = common::Outage::start(&app).await;
+    let outage = support::Outage::start(&app).await;
 
     let (status, body) = split(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_error(&(status, body), 503, "SERVICE_UNAVAILABLE");

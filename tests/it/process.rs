@@ -3,208 +3,41 @@
 //! cover what the in-process harness cannot: main(), argument and environment parsing,
 //! stdout versus stderr, signals and exit codes.
 
-mod common;
-mod demo_child;
-
 use std::io::{Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb};
-use demo_child::{drain, free_port, text, Sink};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bizkit-mirror");
-const DEMO_PROD: &str = "PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE";
-const DEMO_DEV: &str = "DEV_PGrFxpGEtrOZfuWhnoJohUYBXuOE";
-const DEMO_ROOT: &str = "ROOTPGrFxpGEtrOZfuWhnoJohUYBXuOE";
-const DEMO_IDENTITY: &str = "Z9CPkS2o3UV163VQn5OUv0T8BQi8Fvdg";
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+use crate::support::child::{ChildServer, Finished, Running, DEMO_DEV, DEMO_IDENTITY, DEMO_PROD, DEMO_ROOT, STOP_TIMEOUT};
+use crate::support::{self, Backend, TestDb};
 
-/// Settings the server reads from the environment; cleared so the developer's shell
-/// cannot change what a test exercises.
-const SERVER_ENV: &[&str] = &[
-    "DATABASE_URL",
-    "DATABASE_MAX_CONNECTIONS",
-    "DATABASE_ACQUIRE_TIMEOUT",
-    "BIND",
-    "BIZKIT_DEMO",
-    "KEY_CACHE_SECONDS",
-    "SHUTDOWN_GRACE_SECONDS",
-    "LOG_FORMAT",
-    "RUST_LOG",
-    "BIZKIT_AUTO_CONFIRM",
-    "LOGIN_MAX_FAILURES",
-    "LOGIN_FAILURE_WINDOW_SECONDS",
-    "REGISTER_RETRY_SECONDS",
-    "CONFIRM_TOKEN_HOURS",
-    "CONFIRM_URL",
-    "SMTP_URL",
-    "MAIL_FROM",
-];
-
-/// Everything a finished child left behind.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// A running server. Dropping it kills the process, so a failed assertion never leaves
-/// one behind.
+/// A server child and an HTTP client for it. Dropping it kills the process, so a failed
+/// assertion never leaves one behind.
 struct Server {
-    child: Child,
-    base: String,
-    addr: String,
-    stdout: Sink,
-    stderr: Sink,
-    readers: Vec<JoinHandle<()>>,
+    child: Running,
     client: reqwest::Client,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, Sink, Sink, Vec<JoinHandle<()>>) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for name in SERVER_ENV {
-        cmd.env_remove(name);
-    }
-    cmd.envs(envs.iter().copied());
-    let mut child = cmd.spawn().expect("spawn bizkit-mirror");
-    let (out, err) = (Sink::default(), Sink::default());
-    let readers =
-        vec![drain(child.stdout.take().unwrap(), out.clone()), drain(child.stderr.take().unwrap(), err.clone())];
-    (child, out, err, readers)
-}
-
 impl Server {
-    /// Starts the binary with `args` and `envs` (plus DATABASE_URL, BIND and JSON trace
-    /// logging) and waits until /readyz answers 200.
-    async fn start(database_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
+    /// Starts the binary with `args` and `envs` over `database_url`, with trace logging,
+    /// and waits until it is ready.
+    fn start(database_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let child = ChildServer::new(args).database_url(database_url).rust_log("trace").envs(envs).start();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-        for attempt in 1..=3 {
-            let addr = format!("127.0.0.1:{}", free_port());
-            let mut all =
-                vec![("DATABASE_URL", database_url), ("BIND", &addr), ("LOG_FORMAT", "json"), ("RUST_LOG", "trace")];
-            all.extend_from_slice(envs);
-            let (child, stdout, stderr, readers) = spawn(args, &all);
-            let mut server = Server {
-                child,
-                base: format!("http://{addr}"),
-                addr: addr.clone(),
-                stdout,
-                stderr,
-                readers,
-                client: client.clone(),
-            };
-            match server.wait_ready().await {
-                Ok(()) => return server,
-                Err(exited) => {
-                    let stderr = server.stderr();
-                    if exited && attempt < 3 && stderr.contains("in use") {
-                        continue; // someone took the port between our probe and the child's bind
-                    }
-                    panic!(
-                        "server on {addr} not ready (exited: {exited}); stderr:\n{stderr}\nstdout:\n{}",
-                        server.stdout()
-                    );
-                }
-            }
-        }
-        unreachable!()
-    }
-
-    /// Err(true) when the child exited, Err(false) on timeout.
-    async fn wait_ready(&mut self) -> Result<(), bool> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let url = self.url("/readyz");
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                self.join_readers();
-                return Err(true);
-            }
-            if let Ok(res) = self.client.get(&url).timeout(Duration::from_secs(1)).send().await {
-                if res.status() == 200 {
-                    return Ok(());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(false)
+        Server { child, client }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        self.child.url(path)
     }
 
-    fn stdout(&self) -> String {
-        text(&self.stdout)
-    }
-
-    fn stderr(&self) -> String {
-        text(&self.stderr)
-    }
-
-    fn join_readers(&mut self) {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", self.child.id());
-    }
-
-    /// Waits for the child to exit by itself, at most `limit`.
-    async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, a bounded wait, and everything the child printed.
-    async fn stop(mut self) -> Finished {
-        self.sigterm();
-        let status = self.wait_exit(STOP_TIMEOUT).await;
-        let Some(status) = status else {
-            panic!("no exit within {STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}", self.stderr());
-        };
-        self.join_readers();
-        Finished { status, stdout: self.stdout(), stderr: self.stderr() }
-    }
-
-    /// Stops and asserts a clean exit.
-    async fn stop_ok(self) -> Finished {
-        let finished = self.stop().await;
-        assert!(
-            finished.status.success(),
-            "exit status {:?} after SIGTERM; stderr:\n{}",
-            finished.status,
-            finished.stderr
-        );
-        finished
+    /// SIGTERM, asserting a clean exit; everything the child printed.
+    fn stop_ok(self) -> Finished {
+        self.child.stop_ok()
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
-        common::split(req.send().await.expect("request")).await
+        support::split(req.send().await.expect("request")).await
     }
 
     async fn ping(&self, key: &str) -> (u16, Value) {
@@ -330,7 +163,7 @@ fn one_key(keys: &[String], prefix: &str) -> String {
 
 /// Reads the first-start keys from stdout; they are printed before the server listens.
 fn first_start_keys(server: &Server) -> (String, String, String) {
-    let stdout = server.stdout();
+    let stdout = server.child.stdout();
     let keys = printed_keys(&stdout);
     assert_eq!(keys.len(), 3, "expected three keys on stdout:\n{stdout}");
     (one_key(&keys, "PROD"), one_key(&keys, "DEV_"), one_key(&keys, "ROOT"))
@@ -365,7 +198,7 @@ async fn fresh_db(backend: Backend) -> Option<TestDb> {
 
 async fn first_start_prints_keys_once(backend: Backend) {
     let Some(db) = fresh_db(backend).await else { return };
-    let server = Server::start(&db.url, &["serve"], &[]).await;
+    let server = Server::start(&db.url, &["serve"], &[]);
     let (prod, dev, root) = first_start_keys(&server);
 
     let (status, body) = server.ping(&prod).await;
@@ -378,24 +211,24 @@ async fn first_start_prints_keys_once(backend: Backend) {
     assert_eq!(body["organisation"], "default", "{body}");
     assert_eq!(body["mode"], "sandbox", "{body}");
 
-    let first = server.stop_ok().await;
+    let first = server.stop_ok();
     for key in [&prod, &dev, &root] {
         assert!(!first.stderr.contains(key.as_str()), "key {} reached the logs", &key[..8]);
     }
     assert_eq!(printed_keys(&first.stdout).len(), 3, "keys printed more than once:\n{}", first.stdout);
 
-    let server = Server::start(&db.url, &["serve"], &[]).await;
+    let server = Server::start(&db.url, &["serve"], &[]);
     let (status, body) = server.ping(&prod).await;
     assert_eq!(status, 200, "first-start key lost on restart: {body}");
     assert_eq!(body["mode"], "live", "{body}");
-    let second = server.stop_ok().await;
+    let second = server.stop_ok();
     assert!(printed_keys(&second.stdout).is_empty(), "keys printed again on restart:\n{}", second.stdout);
 }
 per_backend!(first_start_prints_keys_once, super::first_start_prints_keys_once);
 
 async fn demo_is_idempotent_and_matches_seed_002(backend: Backend) {
     let Some(db) = fresh_db(backend).await else { return };
-    let server = Server::start(&db.url, &["serve", "--demo"], &[]).await;
+    let server = Server::start(&db.url, &["serve", "--demo"], &[]);
 
     let (status, body) = server.seed_002().await;
     assert_eq!(status, 200, "{body}");
@@ -409,7 +242,7 @@ async fn demo_is_idempotent_and_matches_seed_002(backend: Backend) {
     assert_eq!(body["newAccount"], false, "{body}");
     assert_eq!(body["cuRefNo"], "1cGIHvFoQDGLAbcA", "{body}");
 
-    let first = server.stop_ok().await;
+    let first = server.stop_ok();
     assert!(
         first.stderr.lines().any(|l| l.contains("DEMO") && l.contains("WARN")),
         "no warning that the demo keys are public:\n{}",
@@ -417,28 +250,28 @@ async fn demo_is_idempotent_and_matches_seed_002(backend: Backend) {
     );
 
     // The environment variable, not the flag, and over data that is already seeded.
-    let server = Server::start(&db.url, &["serve"], &[("BIZKIT_DEMO", "1")]).await;
+    let server = Server::start(&db.url, &["serve"], &[("BIZKIT_DEMO", "1")]);
     let (status, body) = server.seed_002().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, seed_002_response(), "a second demo seed changed the customer");
     let (status, body) = server.seed_000().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({ "success": true }));
-    let second = server.stop_ok().await;
+    let second = server.stop_ok();
     assert!(second.stderr.contains("DEMO"), "BIZKIT_DEMO=1 did not enable demo mode:\n{}", second.stderr);
 }
 per_backend!(demo_is_idempotent_and_matches_seed_002, super::demo_is_idempotent_and_matches_seed_002);
 
 async fn restart_persists_customers(backend: Backend) {
     let Some(db) = fresh_db(backend).await else { return };
-    let server = Server::start(&db.url, &["serve"], &[]).await;
+    let server = Server::start(&db.url, &["serve"], &[]);
     let (prod, _, _) = first_start_keys(&server);
     let created = server.create(&prod, "persist@example.com").await;
     assert_eq!(created["newAccount"], true, "{created}");
     let cu_ref_no = created["cuRefNo"].as_str().expect("cuRefNo").to_owned();
-    server.stop_ok().await;
+    server.stop_ok();
 
-    let server = Server::start(&db.url, &["serve"], &[]).await;
+    let server = Server::start(&db.url, &["serve"], &[]);
     let again = server.create(&prod, "persist@example.com").await;
     assert_eq!(again["newAccount"], false, "{again}");
     assert_eq!(again["cuRefNo"], cu_ref_no.as_str(), "{again}");
@@ -451,13 +284,13 @@ async fn restart_persists_customers(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    server.stop_ok().await;
+    server.stop_ok();
 }
 per_backend!(restart_persists_customers, super::restart_persists_customers);
 
 async fn logs_never_show_secrets(backend: Backend) {
     let Some(db) = fresh_db(backend).await else { return };
-    let server = Server::start(&db.url, &["serve", "--demo"], &[]).await;
+    let server = Server::start(&db.url, &["serve", "--demo"], &[]);
     let bad_key = "PRODnoSuchKey0000000000000000000";
     assert!(is_key(bad_key));
     let detail = server.url("/api/v1/customer/detail");
@@ -511,7 +344,7 @@ async fn logs_never_show_secrets(backend: Backend) {
     register_account(&server, DEMO_PROD).await;
     let identity = sign_in_and_out(&server, DEMO_PROD).await;
 
-    let finished = server.stop_ok().await;
+    let finished = server.stop_ok();
     let all = format!("{}\n{}", finished.stdout, finished.stderr);
     for secret in [DEMO_PROD, DEMO_DEV, DEMO_ROOT, bad_key, DEMO_IDENTITY, ACCOUNT_PASSWORD, WRONG_PASSWORD, &identity] {
         let line = all.lines().find(|l| l.contains(secret));
@@ -564,12 +397,12 @@ async fn sign_in_and_out(server: &Server, key: &str) -> String {
 /// In production mode the server says a confirmation was queued, never its token.
 async fn confirmation_token_stays_out_of_logs(backend: Backend) {
     let Some(db) = fresh_db(backend).await else { return };
-    let server = Server::start(&db.url, &["serve"], &[]).await;
+    let server = Server::start(&db.url, &["serve"], &[]);
     let (prod, _, _) = first_start_keys(&server);
     register_account(&server, &prod).await;
     let store = bizkit_mirror::store::connect(&db.url, &Default::default()).await.expect("open the store");
     let space = store.space_of("default", bizkit_mirror::store::Mode::Live).await.expect("live space");
-    let message = store.latest_outbox_message(space, ACCOUNT_EMAIL).await.unwrap().expect("a queued message");
+    let message = db.latest_outbox_message(space, ACCOUNT_EMAIL).await.expect("a queued message");
     let (_, rest) = message.body.split_once("token=").expect("a link with the token");
     let token: String = rest.chars().take_while(char::is_ascii_alphanumeric).collect();
     assert_eq!(token.len(), 32, "{token}");
@@ -577,7 +410,7 @@ async fn confirmation_token_stays_out_of_logs(backend: Backend) {
     assert_eq!(server.send(confirm).await.0, 200);
     let identity = sign_in_and_out(&server, &prod).await;
 
-    let finished = server.stop_ok().await;
+    let finished = server.stop_ok();
     let all = format!("{}\n{}", finished.stdout, finished.stderr);
     for value in [token.as_str(), ACCOUNT_PASSWORD, WRONG_PASSWORD, &identity] {
         let line = all.lines().find(|l| l.contains(value));
@@ -591,16 +424,17 @@ per_backend!(confirmation_token_stays_out_of_logs, super::confirmation_token_sta
 /// must stop accepting, but still answer it before exiting 0.
 async fn sigterm_drains_in_flight(backend: Backend) {
     let Some(db) = fresh_db(backend).await else { return };
-    let mut server = Server::start(&db.url, &["serve", "--demo"], &[]).await;
+    let mut server = Server::start(&db.url, &["serve", "--demo"], &[]);
+    let addr = server.child.addr;
 
     let body = br#"{"email": "drain@example.com"}"#;
     let (head, tail) = body.split_at(10);
-    let mut stream = std::net::TcpStream::connect(&server.addr).expect("connect");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     write!(
         stream,
         "POST /api/v1/customer/create?apiKey={DEMO_PROD} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        server.addr,
+        addr,
         body.len()
     )
     .unwrap();
@@ -612,20 +446,20 @@ async fn sigterm_drains_in_flight(backend: Backend) {
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    server.sigterm();
+    server.child.sigterm();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.stderr().contains("shutdown requested") {
-        assert!(Instant::now() < deadline, "SIGTERM not noticed:\n{}", server.stderr());
+    while !server.child.stderr().contains("shutdown requested") {
+        assert!(Instant::now() < deadline, "SIGTERM not noticed:\n{}", server.child.stderr());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // New connections are refused while the old one is still being served.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(&server.addr).is_ok() {
+    while std::net::TcpStream::connect(addr).is_ok() {
         assert!(Instant::now() < deadline, "still accepting connections after SIGTERM");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(server.child.try_wait().unwrap().is_none(), "exited with a request in flight");
+    assert!(server.child.exited().is_none(), "exited with a request in flight");
 
     stream.write_all(tail).unwrap();
     stream.flush().unwrap();
@@ -635,34 +469,22 @@ async fn sigterm_drains_in_flight(backend: Backend) {
     assert!(response.starts_with("HTTP/1.1 200"), "in-flight request not answered:\n{response}");
     assert!(response.contains("\"newAccount\":true"), "{response}");
 
-    let status = server.wait_exit(STOP_TIMEOUT).await.expect("exit after draining");
-    assert!(status.success(), "exit status {status:?}; stderr:\n{}", server.stderr());
+    let status = server.child.wait_exit(STOP_TIMEOUT).expect("exit after draining");
+    assert!(status.success(), "exit status {status:?}; stderr:\n{}", server.child.stderr());
 }
 per_backend!(sigterm_drains_in_flight, super::sigterm_drains_in_flight);
 
 /// Not a database backend at all: the server must refuse it at once and say which
 /// setting is wrong, instead of serving or hanging.
-#[tokio::test]
-async fn bad_database_url_fails_cleanly() {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let (mut child, _out, err, readers) =
-        spawn(&["serve"], &[("DATABASE_URL", "mysql://x"), ("BIND", &addr), ("LOG_FORMAT", "json")]);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running 10 s after start with DATABASE_URL=mysql://x; stderr:\n{}", text(&err));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    for reader in readers {
-        let _ = reader.join();
-    }
-    let stderr = text(&err);
-    assert!(!status.success(), "exit status {status:?}; stderr:\n{stderr}");
+#[test]
+fn bad_database_url_fails_cleanly() {
+    let finished = ChildServer::new(["serve"])
+        .database_url("mysql://x")
+        .env("BIND", "127.0.0.1:0")
+        .json_logs()
+        .timeout(Duration::from_secs(10))
+        .run();
+    let stderr = &finished.stderr;
+    assert!(!finished.status.success(), "exit status {:?}; stderr:\n{stderr}", finished.status);
     assert!(stderr.contains("DATABASE_URL"), "stderr does not name DATABASE_URL:\n{stderr}");
 }

@@ -8,12 +8,12 @@
 //! Needs node and npm; without them the test skips with a message, unless
 //! REQUIRE_TOOLS=1, where it fails. `npm ci` runs only when `node_modules` is missing.
 
-mod demo_child;
-
 use std::time::Duration;
 
-use demo_child::{command_in, have_tool, manifest_dir, run_bounded, DemoServer, DEMO_PROD};
 use serde_json::Value;
+
+use crate::support::child::{ChildServer, DEMO_PROD};
+use crate::support::tools::{command_in, have_tool, manifest_dir, run_bounded};
 
 const NPM_CI_LIMIT: Duration = Duration::from_secs(300);
 const STEP_LIMIT: Duration = Duration::from_secs(120);
@@ -29,7 +29,7 @@ fn generated_typescript_client_runs_the_storefront_flow() {
         let ran = run_bounded(command_in(&dir, "npm", &["ci", "--no-audit", "--no-fund"]), NPM_CI_LIMIT);
         assert!(ran.success, "npm ci failed\n{}", ran.report());
     }
-    let server = DemoServer::start();
+    let server = ChildServer::new(["serve", "--demo"]).fresh_sqlite().unlimited_rates().start();
 
     // Exec + Check: generate from the current contract, type-check, compile, run.
     for (step, script) in
@@ -41,7 +41,7 @@ fn generated_typescript_client_runs_the_storefront_flow() {
     let mut smoke = command_in(&dir, "node", &["dist/smoke.js"]);
     smoke.env("BIZKIT_BASE_URL", &server.base).env("BIZKIT_API_KEY", DEMO_PROD);
     let ran = run_bounded(smoke, STEP_LIMIT);
-    assert!(ran.success, "smoke.ts failed\n{}\n--- server log\n{}", ran.report(), server.log());
+    assert!(ran.success, "smoke.ts failed\n{}\n--- server log\n{}", ran.report(), server.stderr());
     assert!(ran.stdout.contains("smoke: OK"), "smoke.ts did not report success\n{}", ran.report());
 }
 

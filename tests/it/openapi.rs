@@ -2,11 +2,11 @@
 //! ones routed, the served document is the committed file, its error codes are the
 //! contract's, and its documented shapes are what the server answers.
 
-mod common;
-
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+
+use crate::support;
 
 const SPEC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
 
@@ -180,7 +180,7 @@ fn spec_lists_exactly_the_routed_operations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_spec_is_the_committed_file() {
-    let app = common::spawn_app(common::Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(support::Backend::Sqlite).await.unwrap();
     let res = app.client.get(app.url("/openapi.yaml")).send().await.expect("request");
     assert_eq!(res.status().as_u16(), 200);
     let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -229,7 +229,7 @@ async fn documented_examples_conform() {
         }
     }
 
-    let app = common::spawn_app(common::Backend::Sqlite).await.unwrap();
+    let app = support::spawn_app(support::Backend::Sqlite).await.unwrap();
 
     // create, with the documented request under a fresh address in the example's domain.
     let create = operation(&spec, "/api/v1/customer/create", "post");
@@ -250,7 +250,7 @@ async fn documented_examples_conform() {
         .await
         .expect("request");
     assert!(res.headers().contains_key("x-request-id"), "create answered without X-Request-Id");
-    let (status, body) = common::split(res).await;
+    let (status, body) = support::split(res).await;
     assert_eq!(status, 200, "create: {body}");
     assert_eq!(body["newAccount"], true, "{fresh} should be a new account: {body}");
     assert_eq!(body["email"], fresh.as_str(), "{body}");
@@ -272,7 +272,7 @@ async fn documented_examples_conform() {
         .send()
         .await
         .expect("request");
-    let (status, body) = common::split(res).await;
+    let (status, body) = support::split(res).await;
     assert_eq!(status, 200, "detail: {body}");
     assert_eq!(body["loggedIn"], false, "{body}");
     let schema = resolve(&spec, response_schema(&spec, detail, "200"));
@@ -288,8 +288,8 @@ async fn documented_examples_conform() {
         .send()
         .await
         .expect("request");
-    let got = common::split(res).await;
-    common::assert_error(&got, 404, "CUSTOMER_NOT_FOUND");
+    let got = support::split(res).await;
+    support::assert_error(&got, 404, "CUSTOMER_NOT_FOUND");
     assert!(detail["responses"]["404"].is_object(), "detail does not document its 404");
     let problems = shape_problems(&spec, response_schema(&spec, detail, "404"), &got.1);
     assert!(problems.is_empty(), "detail's 404 does not match the Error schema: {problems:#?}\n{}", got.1);

@@ -1,12 +1,11 @@
 //! Profiles written end to end, on every backend: create-or-update, lookups by e-mail,
 //! phone and alternates, credit with Idempotency-Key, and erasure down to the rows.
 
-mod common;
-
-use bizkit_mirror::normalize::{CuRefNo, IdentityId};
-use bizkit_mirror::store::{Mode, NewSession};
-use common::{assert_error, TestApp};
+use bizkit_mirror::normalize::IdentityId;
+use bizkit_mirror::store::Mode;
 use serde_json::{json, Value};
+
+use crate::support::{self, assert_error, TestApp};
 
 const UPSERT: &str = "/api/v1/customer/create-or-update";
 const CREDIT: &str = "/api/v1/customer/credit-add";
@@ -29,12 +28,8 @@ async fn upsert(app: &TestApp, body: Value) -> Value {
 async fn login(app: &TestApp, cu_ref_no: &str) -> String {
     let space = app.store.space_of("acme", Mode::Live).await.unwrap();
     let id = IdentityId::generate();
-    let session = NewSession {
-        cu_ref_no: CuRefNo::parse(cu_ref_no).unwrap(),
-        identity_digest: id.digest(),
-        expires_at: chrono::Utc::now() + chrono::TimeDelta::days(1),
-    };
-    assert!(app.store.insert_session(space, &session).await.unwrap());
+    let expires_at = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    assert!(app.db.insert_session(space, cu_ref_no, &id.digest(), expires_at).await);
     id.as_str().to_owned()
 }
 
@@ -220,7 +215,7 @@ backend_test!(credit_is_a_ledger_and_idempotent, |app| {
             req = req.header("Idempotency-Key", key);
         }
         let body = json!({ "cuRefNo": c, "amount": amount, "reason": "test" });
-        async move { common::split(req.json(&body).send().await.unwrap()).await }
+        async move { support::split(req.json(&body).send().await.unwrap()).await }
     };
     // Exec / Check: appends and sums, negative amounts too
     assert_eq!(add(100, None).await, (200, json!({ "success": true, "creditBalance": 100 })));
@@ -271,7 +266,7 @@ backend_test!(erasure_removes_personal_data_from_every_table, |app| {
         "erase.alt@example.com", "905777666", "203.0.113.77", "ErasableHash", "ErasableReason", "ErasableNotice",
         "erase.contact@example.com", "$argon2",
     ];
-    let rows = common::dump_rows(&app.db).await;
+    let rows = support::dump_rows(&app.db).await;
     for value in personal {
         assert!(rows.contains(value), "setup should store {value}");
     }
@@ -293,7 +288,7 @@ backend_test!(erasure_removes_personal_data_from_every_table, |app| {
     assert_ne!(cu(&again), code);
     upsert(&app, json!({ "cuRefNo": cu(&again), "email": "someone.else@example.com" })).await;
     // Check: the rows. The cuRefNo stays (reserved), nothing personal does
-    let rows = common::dump_rows(&app.db).await;
+    let rows = support::dump_rows(&app.db).await;
     assert!(rows.contains(&code), "the erased cuRefNo stays reserved");
     for value in personal {
         assert!(!rows.contains(value), "{value} still stored:\n{rows}");

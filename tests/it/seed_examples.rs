@@ -21,13 +21,13 @@
 //! request is refused. `other_vendors_examples_stay_on_other_hosts` checks they still
 //! point elsewhere, so a page that turns into a BizKitHub example is noticed.
 
-mod demo_child;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use demo_child::{have_tool, manifest_dir, run_bounded, tools_required, DemoServer};
 use serde_json::Value;
+
+use crate::support::child::ChildServer;
+use crate::support::tools::{have_tool, manifest_dir, run_bounded, tools_required};
 
 const BIZKITHUB: &str = "https://api.bizkithub.com";
 const EXAMPLE_LIMIT: Duration = Duration::from_secs(30);
@@ -266,7 +266,7 @@ fn bizkithub_examples_run_against_demo() {
     if kinds.contains(&Kind::Fetch) && !have_tool("node") {
         return;
     }
-    let server = DemoServer::start();
+    let server = ChildServer::new(["serve", "--demo"]).fresh_sqlite().unlimited_rates().start();
     let scratch = tempfile::tempdir().unwrap();
 
     for (example, documented) in &runs {
@@ -275,7 +275,7 @@ fn bizkithub_examples_run_against_demo() {
 
         // Check: 2xx, the documented outcome, then the documented body field for field.
         let at = format!("{}:{} ({:?}, {})", example.page, example.line, example.kind, example.path());
-        assert!((200..300).contains(&status), "{at}: HTTP {status}: {body}\n--- server log\n{}", server.log());
+        assert!((200..300).contains(&status), "{at}: HTTP {status}: {body}\n--- server log\n{}", server.stderr());
         let Some(documented) = documented else {
             assert!(body["success"] == true || body["loggedIn"] == true, "{at}: neither success nor loggedIn: {body}");
             continue;

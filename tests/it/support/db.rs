@@ -1,0 +1,230 @@
+//! A fresh database per test, on either backend, and SQL of the tests' own: for rows
+//! the API does not show (the mail outbox) or cannot make (a session without a login).
+
+use bizkit_mirror::store::SpaceId;
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::Connection;
+
+use super::TestApp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server to create test databases on, if any. With REQUIRE_POSTGRES=1 its
+/// absence is a failure, not a skip.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set");
+            }
+            None
+        }
+    }
+}
+
+/// A fresh, empty database; removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// None when the backend is PostgreSQL and none is configured (the test then skips).
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite:{}", dir.path().join("test.db").display());
+                Some(TestDb { url, _dir: Some(dir), pg: None })
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url()?;
+                let name = format!("bizkit_test_{:016x}", rand::random::<u64>());
+                let mut conn = connect_admin(&admin).await;
+                sqlx::query(&format!("create database {name}")).execute(&mut conn).await.expect("create database");
+                let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&format!("/{name}"));
+                Some(TestDb { url: url.to_string(), _dir: None, pg: Some((admin, name)) })
+            }
+        }
+    }
+}
+
+async fn connect_admin(url: &str) -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(url).await.expect("connect to TEST_DATABASE_URL")
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            // Dropped from a thread of its own: Drop cannot await, and the test's runtime
+            // may be shutting down.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    let mut conn = connect_admin(&admin).await;
+                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// The PostgreSQL test database taken away: no new connections, the open ones ended.
+pub struct Outage {
+    conn: sqlx::PgConnection,
+    name: String,
+}
+
+impl Outage {
+    pub async fn start(app: &TestApp) -> Outage {
+        let name = url::Url::parse(&app.db.url).unwrap().path().trim_start_matches('/').to_owned();
+        let admin = postgres_admin_url().expect("an outage needs PostgreSQL");
+        let mut outage = Outage { conn: connect_admin(&admin).await, name };
+        outage.allow_connections(false).await;
+        sqlx::query(&format!("select pg_terminate_backend(pid) from pg_stat_activity where datname = '{}'", outage.name))
+            .execute(&mut outage.conn)
+            .await
+            .unwrap();
+        outage
+    }
+
+    async fn allow_connections(&mut self, allow: bool) {
+        sqlx::query(&format!("alter database {} allow_connections {allow}", self.name)).execute(&mut self.conn).await.unwrap();
+    }
+
+    /// The database is back; the pool reconnects by itself.
+    pub async fn end(mut self) {
+        self.allow_connections(true).await;
+    }
+}
+
+/// A connection of the test's own to its database.
+enum Conn {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+/// Runs the same statement on whichever backend `conn` is: the SQL is written once, in
+/// the dialect both accept (`$n` placeholders, timestamps bound from Rust).
+macro_rules! on_either {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            Conn::Sqlite(mut $c) => $body,
+            Conn::Postgres(mut $c) => $body,
+        }
+    };
+}
+
+/// What the tests read of a message in the mail outbox.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub kind: String,
+    pub body: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+}
+
+/// What the store writes: microseconds, which both backends keep exactly.
+fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+impl TestDb {
+    async fn connect(&self) -> Conn {
+        if self.pg.is_some() {
+            Conn::Postgres(sqlx::PgConnection::connect(&self.url).await.expect("connect"))
+        } else {
+            Conn::Sqlite(sqlx::SqliteConnection::connect(&self.url).await.expect("connect"))
+        }
+    }
+
+    /// Starts a session of customer `cu_ref_no` in `space`, as a login would, under an
+    /// identityId whose digest is `identity_digest`; false if there is no such customer.
+    pub async fn insert_session(
+        &self,
+        space: SpaceId,
+        cu_ref_no: &str,
+        identity_digest: &str,
+        expires_at: DateTime<Utc>,
+    ) -> bool {
+        let sql = "insert into sessions (space_id, customer_id, identity_digest, created_at, expires_at, last_seen_at) \
+                   select space_id, id, $3, $4, $5, $4 from customers \
+                   where space_id = $1 and cu_ref_no = $2 and erased_at is null";
+        let now = micros(Utc::now());
+        let inserted = on_either!(self.connect().await, |c| sqlx::query(sql)
+            .bind(space.0)
+            .bind(cu_ref_no)
+            .bind(identity_digest)
+            .bind(now)
+            .bind(micros(expires_at))
+            .execute(&mut c)
+            .await
+            .expect("insert a session")
+            .rows_affected());
+        inserted > 0
+    }
+
+    /// The newest message queued for `recipient` (a normalised address) in `space`.
+    pub async fn latest_outbox_message(&self, space: SpaceId, recipient: &str) -> Option<OutboxRow> {
+        let sql = "select kind, body, sent_at, attempts from mail_outbox \
+                   where space_id = $1 and recipient = $2 order by id desc limit 1";
+        on_either!(self.connect().await, |c| sqlx::query_as(sql)
+            .bind(space.0)
+            .bind(recipient)
+            .fetch_optional(&mut c)
+            .await
+            .expect("read the outbox"))
+    }
+}
+
+/// Every row of every table of the test database, as text, one row a line: for checking
+/// that a value is gone from storage, not only from the API.
+pub async fn dump_rows(db: &TestDb) -> String {
+    let mut out = String::new();
+    if db.pg.is_some() {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "select table_name::text from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("tables");
+        for table in tables {
+            let rows: Vec<String> = sqlx::query_scalar(&format!("select t::text from \"{table}\" t"))
+                .fetch_all(&mut conn)
+                .await
+                .expect("rows");
+            for row in rows {
+                out.push_str(&format!("{table}: {row}\n"));
+            }
+        }
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.expect("connect");
+        let tables: Vec<String> =
+            sqlx::query_scalar("select name from sqlite_master where type = 'table' and name not like 'sqlite_%'")
+                .fetch_all(&mut conn)
+                .await
+                .expect("tables");
+        for table in tables {
+            let columns: Vec<String> = sqlx::query_scalar(&format!("select name from pragma_table_info('{table}')"))
+                .fetch_all(&mut conn)
+                .await
+                .expect("columns");
+            let row = columns.iter().map(|c| format!("coalesce(case when typeof(\"{c}\") = 'blob' then hex(\"{c}\") else cast(\"{c}\" as text) end, 'NULL')")).collect::<Vec<_>>().join(" || '|' || ");
+            let rows: Vec<String> =
+                sqlx::query_scalar(&format!("select {row} from \"{table}\"")).fetch_all(&mut conn).await.expect("rows");
+            for row in rows {
+                out.push_str(&format!("{table}: {row}\n"));
+            }
+        }
+    }
+    out
+}
