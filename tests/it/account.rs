@@ -128,7 +128,8 @@ backend_test!(register_confirm_login_and_account_info, |app| {
     // Login, through the alias too; each login is its own session
     let identity = session(&app, email, PASSWORD).await;
     assert!(identity.len() == 32 && identity.chars().all(|c| c.is_ascii_alphanumeric()), "{identity}");
-    let alias = app.post("/api/v1/customer/login", &app.keys.prod, json!({ "email": email, "password": PASSWORD })).await;
+    let alias =
+        app.post("/api/v1/customer/login", &app.keys.prod, json!({ "email": email, "password": PASSWORD })).await;
     assert_eq!(alias.1["success"], true, "{}", alias.1);
     assert_ne!(alias.1["identityId"], identity.as_str());
 
@@ -141,7 +142,19 @@ backend_test!(register_confirm_login_and_account_info, |app| {
     let keys: Vec<&str> = got.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["loggedIn", "identityId", "cuRefNo", "creditBalance", "email", "phone", "firstName", "lastName", "companyName", "premium", "ban"]
+        [
+            "loggedIn",
+            "identityId",
+            "cuRefNo",
+            "creditBalance",
+            "email",
+            "phone",
+            "firstName",
+            "lastName",
+            "companyName",
+            "premium",
+            "ban"
+        ]
     );
     let cu = got["cuRefNo"].as_str().unwrap().to_owned();
     assert!(detail_logged_in(&app, &identity, &cu).await);
@@ -158,7 +171,11 @@ backend_test!(guests_become_registered_keeping_cu_ref_no_and_relations, |app| {
     let key = &app.keys.prod;
     let manager = app.create(key, "trainer@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
     let (status, body) = app
-        .post("/api/v1/customer/customer-match-customer", key, json!({ "managerCuRefNo": manager, "customerEmail": "client@example.com", "notice": "Mondays" }))
+        .post(
+            "/api/v1/customer/customer-match-customer",
+            key,
+            json!({ "managerCuRefNo": manager, "customerEmail": "client@example.com", "notice": "Mondays" }),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let client = app.create(key, "client@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
@@ -166,7 +183,11 @@ backend_test!(guests_become_registered_keeping_cu_ref_no_and_relations, |app| {
     // Exec: both register, with names
     for (email, cu) in [("trainer@example.com", &manager), ("client@example.com", &client)] {
         let (status, body) = app
-            .post(REGISTER, key, json!({ "email": email, "password": PASSWORD, "name": "  jana   nováková ", "companyName": "Gym" }))
+            .post(
+                REGISTER,
+                key,
+                json!({ "email": email, "password": PASSWORD, "name": "  jana   nováková ", "companyName": "Gym" }),
+            )
             .await;
         assert_eq!((status, &body), (200, &json!({ "success": true })));
         let token = outbox_token(&app, email).await;
@@ -203,8 +224,18 @@ backend_test!(bad_input_is_refused_with_the_envelope, |app| {
         (json!({ "email": "a@example.com", "password": 12345678 }), 400, "INVALID_REQUEST", "password"),
         (json!({ "password": PASSWORD }), 400, "INVALID_REQUEST", "email"),
         (json!({ "email": "not-an-address", "password": PASSWORD }), 400, "INVALID_EMAIL", "email"),
-        (json!({ "email": "a@example.com", "password": PASSWORD, "firstName": "x".repeat(101) }), 400, "VALUE_TOO_LONG", "firstName"),
-        (json!({ "email": "a@example.com", "password": PASSWORD, "customerRealIp": "1.2.3" }), 400, "INVALID_IP_ADDRESS", "customerRealIp"),
+        (
+            json!({ "email": "a@example.com", "password": PASSWORD, "firstName": "x".repeat(101) }),
+            400,
+            "VALUE_TOO_LONG",
+            "firstName",
+        ),
+        (
+            json!({ "email": "a@example.com", "password": PASSWORD, "customerRealIp": "1.2.3" }),
+            400,
+            "INVALID_IP_ADDRESS",
+            "customerRealIp",
+        ),
     ];
     for (body, status, code, field) in cases {
         let got = app.post(REGISTER, key, body.clone()).await;
@@ -220,7 +251,11 @@ backend_test!(bad_input_is_refused_with_the_envelope, |app| {
     assert_error(&app.get(INFO, key, &[]).await, 400, "INVALID_REQUEST");
     assert_error(&app.post(LOGOUT, key, json!({ "identityId": "short" })).await, 400, "INVALID_IDENTITY_ID");
     assert_error(&app.get(CONFIRM, key, &[]).await, 400, "INVALID_REQUEST");
-    assert_error(&app.post(LOGIN, "", json!({ "email": "a@example.com", "password": "x" })).await, 401, "PUBLIC_API_KEY_DOES_NOT_EXIST");
+    assert_error(
+        &app.post(LOGIN, "", json!({ "email": "a@example.com", "password": "x" })).await,
+        401,
+        "PUBLIC_API_KEY_DOES_NOT_EXIST",
+    );
 });
 
 backend_test!(register_refusals_e002_e003_e004, |app| {
@@ -242,22 +277,26 @@ backend_test!(register_refusals_e002_e003_e004, |app| {
     assert_refused(&register(&app, "other@example.com", PASSWORD).await, "E002");
 });
 
-accounts_test!(unconfirmed_registration_may_register_again_after_the_window, AccountSettings { register_retry: chrono::TimeDelta::seconds(1), ..AccountSettings::default() }, |app| {
-    let email = "twice@example.com";
-    register(&app, email, PASSWORD).await;
-    let first = outbox_token(&app, email).await;
-    assert_refused(&register(&app, email, "Second2Password").await, "E004");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+accounts_test!(
+    unconfirmed_registration_may_register_again_after_the_window,
+    AccountSettings { register_retry: chrono::TimeDelta::seconds(1), ..AccountSettings::default() },
+    |app| {
+        let email = "twice@example.com";
+        register(&app, email, PASSWORD).await;
+        let first = outbox_token(&app, email).await;
+        assert_refused(&register(&app, email, "Second2Password").await, "E004");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
 
-    // Exec: after the window, a new password and a new token
-    assert_eq!(register(&app, email, "Second2Password").await["success"], true);
-    let second = outbox_token(&app, email).await;
-    assert_ne!(first, second);
-    assert_error(&confirm(&app, &first).await, 400, "INVALID_REQUEST");
-    assert_eq!(confirm(&app, &second).await.0, 200);
-    assert_refused(&login(&app, &app.keys.prod, email, PASSWORD).await, "E004");
-    assert_eq!(login(&app, &app.keys.prod, email, "Second2Password").await["success"], true);
-});
+        // Exec: after the window, a new password and a new token
+        assert_eq!(register(&app, email, "Second2Password").await["success"], true);
+        let second = outbox_token(&app, email).await;
+        assert_ne!(first, second);
+        assert_error(&confirm(&app, &first).await, 400, "INVALID_REQUEST");
+        assert_eq!(confirm(&app, &second).await.0, 200);
+        assert_refused(&login(&app, &app.keys.prod, email, PASSWORD).await, "E004");
+        assert_eq!(login(&app, &app.keys.prod, email, "Second2Password").await["success"], true);
+    }
+);
 
 accounts_test!(login_refusals_e002_to_e006, auto_confirm(), |app| {
     let key = &app.keys.prod;
@@ -288,7 +327,10 @@ accounts_test!(login_refusals_e002_to_e006, auto_confirm(), |app| {
 
     // E005: banned
     register(&app, "rogue@example.com", PASSWORD).await;
-    let cu = info(&app, key, &session(&app, "rogue@example.com", PASSWORD).await).await["cuRefNo"].as_str().unwrap().to_owned();
+    let cu = info(&app, key, &session(&app, "rogue@example.com", PASSWORD).await).await["cuRefNo"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     set_ban(&app, &cu, true).await;
     assert_refused(&login(&app, key, "rogue@example.com", PASSWORD).await, "E005");
 });
@@ -336,7 +378,11 @@ accounts_test!(sandbox_key_cannot_reach_live_accounts, auto_confirm(), |app| {
     assert_eq!(info(&app, &app.keys.dev, &identity).await, json!({ "loggedIn": false }));
     let (status, body) = app.post(LOGOUT, &app.keys.dev, json!({ "identityId": identity })).await;
     assert_eq!((status, body), (200, json!({ "success": true })));
-    assert_eq!(info(&app, &app.keys.prod, &identity).await["loggedIn"], true, "a sandbox logout cannot end a live session");
+    assert_eq!(
+        info(&app, &app.keys.prod, &identity).await["loggedIn"],
+        true,
+        "a sandbox logout cannot end a live session"
+    );
 });
 
 /// E001, the failure a user cannot fix: the database is gone (PostgreSQL lets a test

@@ -94,7 +94,11 @@ backend_test!(operator_creates_an_organisation_whose_keys_work, |app| {
     let listed_expiry = chrono::DateTime::parse_from_rfc3339(k["expiresAt"].as_str().unwrap()).unwrap();
     assert!((listed_expiry - chrono::DateTime::parse_from_rfc3339(&expires).unwrap()).num_milliseconds().abs() < 1);
     let key = k["key"].as_str().unwrap();
-    assert_error(&app.post("/api/v1/customer/create", key, json!({ "email": "a@example.com" })).await, 403, "PUBLIC_API_KEY_FORBIDDEN");
+    assert_error(
+        &app.post("/api/v1/customer/create", key, json!({ "email": "a@example.com" })).await,
+        403,
+        "PUBLIC_API_KEY_FORBIDDEN",
+    );
 });
 
 backend_test!(key_listing_is_masked, |app| {
@@ -118,7 +122,18 @@ backend_test!(key_listing_is_masked, |app| {
     let fields: Vec<&str> = mine.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         fields,
-        ["id", "prefix", "kind", "label", "scopes", "createdAt", "lastUsedAt", "expiresAt", "revokedAt", "rateLimitPerMinute"]
+        [
+            "id",
+            "prefix",
+            "kind",
+            "label",
+            "scopes",
+            "createdAt",
+            "lastUsedAt",
+            "expiresAt",
+            "revokedAt",
+            "rateLimitPerMinute"
+        ]
     );
     assert_eq!(mine["prefix"], &secret[..8]);
     assert_eq!(mine["label"], "masked");
@@ -243,7 +258,10 @@ backend_test!(other_organisations_root_keys_reach_only_their_own, |app| {
     assert_eq!(ok(&app.post(REVOKE, acme_root, json!({ "id": made["id"] })).await)["revoked"], true);
     let audit = ok(&app.get(AUDIT, acme_root, &[]).await)["entries"].clone();
     assert!(audit.as_array().unwrap().iter().all(|e| e["organisation"] == "acme"), "{audit}");
-    assert!(!ok(&app.get(AUDIT, &op.root, &[("organisation", "default")]).await)["entries"].as_array().unwrap().is_empty());
+    assert!(!ok(&app.get(AUDIT, &op.root, &[("organisation", "default")]).await)["entries"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 });
 
 backend_test!(bad_inputs_name_their_field, |app| {
@@ -307,7 +325,8 @@ backend_test!(audit_records_admin_calls_with_their_request_ids, |app| {
 
     // Exec
     let org = post_with_id(&app, ORGS, &op.root, json!({ "slug": "audited", "name": "Audited" }), "req-org-1").await;
-    let made = post_with_id(&app, KEYS, &op.root, json!({ "organisation": "audited", "kind": "PROD" }), "req-key-1").await;
+    let made =
+        post_with_id(&app, KEYS, &op.root, json!({ "organisation": "audited", "kind": "PROD" }), "req-key-1").await;
     let made = ok(&made).clone();
     let revoke = post_with_id(&app, REVOKE, &op.root, json!({ "id": made["id"] }), "req-revoke-1").await;
     ok(&org);
@@ -323,7 +342,11 @@ backend_test!(audit_records_admin_calls_with_their_request_ids, |app| {
     let id = made["id"].to_string();
     assert_eq!(
         summary,
-        [("api_key.revoke", "req-revoke-1", id.as_str()), ("api_key.create", "req-key-1", id.as_str()), ("organisation.create", "req-org-1", "audited")]
+        [
+            ("api_key.revoke", "req-revoke-1", id.as_str()),
+            ("api_key.create", "req-key-1", id.as_str()),
+            ("organisation.create", "req-org-1", "audited")
+        ]
     );
     for e in &entries {
         assert_eq!(e["actor"], prefix, "{e}");

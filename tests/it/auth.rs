@@ -36,7 +36,8 @@ backend_test!(each_check_has_its_own_code, |app| {
     assert_error(&app.get("/ping/v1", expired.expose(), &[]).await, 401, "PUBLIC_API_KEY_EXPIRED");
 
     let revoked = ApiKey::generate(ApiKeyKind::Prod);
-    let made = app.store.create_key("acme", &bizkit_mirror::server::new_key(&revoked, "r", Scope::all_names())).await.unwrap();
+    let made =
+        app.store.create_key("acme", &bizkit_mirror::server::new_key(&revoked, "r", Scope::all_names())).await.unwrap();
     assert_eq!(app.get("/ping/v1", revoked.expose(), &[]).await.0, 200);
     let (status, body) = app.post("/admin/v1/api-keys/revoke", &app.keys.root, json!({ "id": made.id })).await;
     assert_eq!((status, &body["revoked"]), (200, &json!(true)), "{body}");
@@ -48,12 +49,20 @@ backend_test!(each_check_has_its_own_code, |app| {
     let scopes = vec![Scope::CustomerRead.as_str().to_owned()];
     app.store.insert_key("acme", &bizkit_mirror::server::new_key(&reader, "reader", scopes)).await.unwrap();
     assert_eq!(app.get("/ping/v1", reader.expose(), &[]).await.0, 200);
-    assert_error(&app.post(CREATE, reader.expose(), json!({ "email": "x@example.com" })).await, 403, "PUBLIC_API_KEY_FORBIDDEN");
+    assert_error(
+        &app.post(CREATE, reader.expose(), json!({ "email": "x@example.com" })).await,
+        403,
+        "PUBLIC_API_KEY_FORBIDDEN",
+    );
     for path in ["/api/v1/customer/customer-match-customer", "/api/v1/customer/customer-match-remove"] {
         assert_error(&app.post(path, reader.expose(), json!({})).await, 403, "PUBLIC_API_KEY_FORBIDDEN");
     }
     // Checks run before the body is read for meaning: a bad key with a bad body is a 401
-    assert_error(&app.post(CREATE, unknown.expose(), json!({ "email": 5 })).await, 401, "PUBLIC_API_KEY_DOES_NOT_EXIST");
+    assert_error(
+        &app.post(CREATE, unknown.expose(), json!({ "email": 5 })).await,
+        401,
+        "PUBLIC_API_KEY_DOES_NOT_EXIST",
+    );
 });
 
 backend_test!(key_precedence_is_query_then_body_then_bearer, |app| {
@@ -64,7 +73,14 @@ backend_test!(key_precedence_is_query_then_body_then_bearer, |app| {
     let url = app.url(CREATE);
 
     // The reference's own example: a real query key beside a placeholder Bearer
-    let got = send(app.client.post(&url).query(&[("apiKey", good)]).bearer_auth("YOUR_API_KEY").json(&json!({ "email": "prec@example.com" }))).await;
+    let got = send(
+        app.client
+            .post(&url)
+            .query(&[("apiKey", good)])
+            .bearer_auth("YOUR_API_KEY")
+            .json(&json!({ "email": "prec@example.com" })),
+    )
+    .await;
     assert_eq!(got.0, 200, "{}", got.1);
     // Query beats body
     let got = send(app.client.post(&url).query(&[("apiKey", good)]).json(&body(bad.expose()))).await;
@@ -106,9 +122,19 @@ backend_test!(sandbox_and_organisations_are_isolated, |app| {
     assert_eq!(app.get(LIST, &app.keys.root, &[("cuRefNo", live_cu)]).await.0, 200);
     assert_eq!(app.get("/ping/v1", &app.keys.dev, &[]).await.1["mode"], "sandbox");
     let identity = "A".repeat(32);
-    for (key, cu) in [(&app.keys.dev, live_cu), (&app.keys.prod, sandbox_cu), (&other.prod, live_cu), (&other.dev, sandbox_cu), (&other.root, live_cu)] {
+    for (key, cu) in [
+        (&app.keys.dev, live_cu),
+        (&app.keys.prod, sandbox_cu),
+        (&other.prod, live_cu),
+        (&other.dev, sandbox_cu),
+        (&other.root, live_cu),
+    ] {
         assert_error(&app.get(LIST, key, &[("cuRefNo", cu)]).await, 404, "CUSTOMER_NOT_FOUND");
-        assert_error(&app.get(DETAIL, key, &[("cuRefNo", cu), ("identityId", &identity)]).await, 404, "CUSTOMER_NOT_FOUND");
+        assert_error(
+            &app.get(DETAIL, key, &[("cuRefNo", cu), ("identityId", &identity)]).await,
+            404,
+            "CUSTOMER_NOT_FOUND",
+        );
         let body = json!({ "managerCuRefNo": cu, "customerEmail": "x@example.com" });
         assert_error(&app.post("/api/v1/customer/customer-match-customer", key, body).await, 404, "MANAGER_NOT_FOUND");
         let body = json!({ "managerCuRefNo": cu, "customerCuRefNo": cu });

@@ -80,14 +80,10 @@ async fn browse(chromium: &std::path::Path, url: &str, extra: &[String]) -> Stri
         .arg("--dump-dom")
         .arg(url);
     // On the blocking pool: the servers the browser talks to run on this test's runtime.
-    let ran = tokio::task::spawn_blocking(move || run_bounded(command, BROWSER_TIMEOUT)).await.expect("chromium runner");
+    let ran =
+        tokio::task::spawn_blocking(move || run_bounded(command, BROWSER_TIMEOUT)).await.expect("chromium runner");
     assert!(!ran.timed_out, "chromium did not finish {url} within {BROWSER_TIMEOUT:?} (killed)");
-    assert!(
-        ran.success && !ran.stdout.is_empty(),
-        "chromium failed on {url}: {:?}\n{}",
-        ran.status,
-        ran.stderr
-    );
+    assert!(ran.success && !ran.stdout.is_empty(), "chromium failed on {url}: {:?}\n{}", ran.status, ran.stderr);
     ran.stdout
 }
 
@@ -155,7 +151,8 @@ async fn docs_page_renders_the_contract_offline() {
     // Exec
     let dom = browse(&chromium, &app.url("/docs"), &[format!("--screenshot={}", shot.display())]).await;
     // Check: the operations of openapi.yaml are on the page, rendered by Redoc
-    for needle in ["/api/v1/customer/create", "customer-match-customer", "create-or-update", "operation/createCustomer"] {
+    for needle in ["/api/v1/customer/create", "customer-match-customer", "create-or-update", "operation/createCustomer"]
+    {
         assert!(dom.contains(needle), "/docs does not show {needle}:\n{}", &dom[..dom.len().min(3000)]);
     }
     assert!(!dom.contains("Something went wrong"), "Redoc failed to render the document");

@@ -15,8 +15,19 @@ fn cu(body: &Value) -> String {
 }
 
 const PROFILE_FIELDS: [&str; 13] = [
-    "cuRefNo", "creditBalance", "email", "phone", "firstName", "lastName", "companyName", "premium", "ban", "groups",
-    "meta", "referral", "runningSubscriptionList",
+    "cuRefNo",
+    "creditBalance",
+    "email",
+    "phone",
+    "firstName",
+    "lastName",
+    "companyName",
+    "premium",
+    "ban",
+    "groups",
+    "meta",
+    "referral",
+    "runningSubscriptionList",
 ];
 
 backend_test!(create_new_then_existing_fills_only_empty_fields, |app| {
@@ -44,7 +55,11 @@ backend_test!(create_new_then_existing_fills_only_empty_fields, |app| {
 
     // Exec: the same canonical address, other spelling, with a new company and a tax id
     let (status, second) = app
-        .post(CREATE, key, json!({ "email": "janedoe@gmail.com", "companyName": "Other", "taxIdentificationNumber": "CZ123" }))
+        .post(
+            CREATE,
+            key,
+            json!({ "email": "janedoe@gmail.com", "companyName": "Other", "taxIdentificationNumber": "CZ123" }),
+        )
         .await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["newAccount"], false);
@@ -108,7 +123,9 @@ backend_test!(detail_logged_in_and_out, |app| {
     assert!(app.db.insert_session(space, &code, &expired.digest(), past).await);
 
     // A live session of this customer
-    let (status, body) = app.get(DETAIL, key, &[("identityId", identity.as_str()), ("cuRefNo", &code), ("customerRealIp", "1.1.1.1")]).await;
+    let (status, body) = app
+        .get(DETAIL, key, &[("identityId", identity.as_str()), ("cuRefNo", &code), ("customerRealIp", "1.1.1.1")])
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["loggedIn"], true);
     assert_eq!(body["cuRefNo"], code.as_str());
@@ -125,9 +142,17 @@ backend_test!(detail_logged_in_and_out, |app| {
     }
     // Errors
     let ok_id = identity.as_str();
-    assert_error(&app.get(DETAIL, key, &[("identityId", ok_id), ("cuRefNo", "AAAAAAAAAAAAAAAA")]).await, 404, "CUSTOMER_NOT_FOUND");
+    assert_error(
+        &app.get(DETAIL, key, &[("identityId", ok_id), ("cuRefNo", "AAAAAAAAAAAAAAAA")]).await,
+        404,
+        "CUSTOMER_NOT_FOUND",
+    );
     assert_error(&app.get(DETAIL, key, &[("identityId", ok_id), ("cuRefNo", "short")]).await, 400, "INVALID_CU_REF_NO");
-    assert_error(&app.get(DETAIL, key, &[("identityId", "short"), ("cuRefNo", &code)]).await, 400, "INVALID_IDENTITY_ID");
+    assert_error(
+        &app.get(DETAIL, key, &[("identityId", "short"), ("cuRefNo", &code)]).await,
+        400,
+        "INVALID_IDENTITY_ID",
+    );
     assert_error(&app.get(DETAIL, key, &[("cuRefNo", &code)]).await, 400, "INVALID_REQUEST");
     assert_error(&app.get(DETAIL, key, &[("identityId", ok_id)]).await, 400, "INVALID_REQUEST");
     assert_error(
@@ -148,7 +173,8 @@ backend_test!(match_list_and_remove, |app| {
     assert_eq!((status, res), (200, json!({ "success": true })));
 
     // By e-mail alone: a new contact is created
-    let (status, res) = app.post(MATCH, key, json!({ "managerCuRefNo": trainer, "customerEmail": "fresh@example.com" })).await;
+    let (status, res) =
+        app.post(MATCH, key, json!({ "managerCuRefNo": trainer, "customerEmail": "fresh@example.com" })).await;
     assert_eq!((status, res.clone()), (200, json!({ "success": true })), "{res}");
 
     let (status, list) = app.get(LIST, key, &[("cuRefNo", &trainer)]).await;
@@ -164,7 +190,9 @@ backend_test!(match_list_and_remove, |app| {
     assert_eq!(list["nextCursor"], Value::Null);
 
     // The notice is visible from the customer's side too; a repeat replaces it
-    let (_, res) = app.post(MATCH, key, json!({ "managerCuRefNo": trainer, "customerCuRefNo": client, "notice": "weights" })).await;
+    let (_, res) = app
+        .post(MATCH, key, json!({ "managerCuRefNo": trainer, "customerCuRefNo": client, "notice": "weights" }))
+        .await;
     assert_eq!(res["success"], true);
     let (_, list) = app.get(LIST, key, &[("cuRefNo", &client)]).await;
     assert_eq!(list["managers"].as_array().unwrap().len(), 1, "{list}");
@@ -220,8 +248,16 @@ backend_test!(match_errors_change_nothing, |app| {
         assert_error(&app.get(LIST, key, &[("cuRefNo", &a), ("limit", limit)]).await, 400, "INVALID_REQUEST");
     }
     assert_error(&app.get(LIST, key, &[("cuRefNo", &a), ("cursor", "garbage")]).await, 400, "INVALID_REQUEST");
-    assert_error(&app.post(REMOVE, key, json!({ "managerCuRefNo": ghost, "customerCuRefNo": b })).await, 404, "MANAGER_NOT_FOUND");
-    assert_error(&app.post(REMOVE, key, json!({ "managerCuRefNo": a, "customerCuRefNo": ghost })).await, 404, "CUSTOMER_NOT_FOUND");
+    assert_error(
+        &app.post(REMOVE, key, json!({ "managerCuRefNo": ghost, "customerCuRefNo": b })).await,
+        404,
+        "MANAGER_NOT_FOUND",
+    );
+    assert_error(
+        &app.post(REMOVE, key, json!({ "managerCuRefNo": a, "customerCuRefNo": ghost })).await,
+        404,
+        "CUSTOMER_NOT_FOUND",
+    );
     assert_error(&app.post(REMOVE, key, json!({ "managerCuRefNo": a })).await, 400, "INVALID_REQUEST");
 });
 
@@ -273,7 +309,8 @@ backend_test!(match_list_paginates_both_sides, |app| {
         assert_eq!(status, 200, "{page}");
         pages += 1;
         seen_managers += page["managers"].as_array().unwrap().len();
-        seen_customers.extend(page["customers"].as_array().unwrap().iter().map(|c| c["cuRefNo"].as_str().unwrap().to_owned()));
+        seen_customers
+            .extend(page["customers"].as_array().unwrap().iter().map(|c| c["cuRefNo"].as_str().unwrap().to_owned()));
         match page["nextCursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,

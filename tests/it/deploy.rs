@@ -31,8 +31,14 @@ fn dockerfile_builds_this_binary_and_ships_what_it_embeds() {
     assert!(dockerfile.contains(&format!("http://127.0.0.1:{port}/readyz")), "HEALTHCHECK probes /readyz");
     // The builder's toolchain is at least the crate's minimum.
     let image = dockerfile.lines().find_map(|l| l.strip_prefix("FROM rust:")).expect("rust builder image");
-    let minor = |v: &str| v.split('.').nth(1).and_then(|m| m.split(|c: char| !c.is_ascii_digit()).next()).and_then(|m| m.parse::<u32>().ok());
-    let needed = cargo.lines().find_map(|l| l.strip_prefix("rust-version = ")).map(|v| v.trim_matches('"').to_owned()).unwrap();
+    let minor = |v: &str| {
+        v.split('.')
+            .nth(1)
+            .and_then(|m| m.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|m| m.parse::<u32>().ok())
+    };
+    let needed =
+        cargo.lines().find_map(|l| l.strip_prefix("rust-version = ")).map(|v| v.trim_matches('"').to_owned()).unwrap();
     assert!(minor(image) >= minor(&needed), "builder {image} < rust-version {needed}");
     // Files embedded at compile time are in the build context.
     let ignored = read(".dockerignore");
@@ -63,7 +69,13 @@ fn compose_runs_postgres_and_the_server_with_a_readiness_healthcheck() {
     assert!(bind.ends_with(&format!(":{port}")), "{bind}");
     let ports: Vec<&str> = server["ports"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
     assert!(ports.iter().any(|p| p.ends_with(&format!(":{port}"))), "{ports:?}");
-    let check = server["healthcheck"]["test"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>().join(" ");
+    let check = server["healthcheck"]["test"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(check.contains(&format!("127.0.0.1:{port}/readyz")), "{check}");
     assert_eq!(server["environment"]["LOG_FORMAT"], "json");
     assert!(c["volumes"].as_object().unwrap().contains_key("pgdata"));

@@ -22,14 +22,27 @@ backend_test!(transport_errors_use_the_envelope, |app| {
 
     // Over 1 MiB, declared or streamed
     let big = format!("{{\"email\":\"a@b.com\",\"pad\":\"{}\"}}", "x".repeat(1024 * 1024));
-    let req = app.client.post(&url).query(&[("apiKey", &key)]).header("content-type", "application/json").body(big.clone());
+    let req =
+        app.client.post(&url).query(&[("apiKey", &key)]).header("content-type", "application/json").body(big.clone());
     assert_error(&send(req).await, 413, "PAYLOAD_TOO_LARGE");
-    let stream = futures::stream::iter(big.into_bytes().chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
-    let req = app.client.post(&url).query(&[("apiKey", &key)]).header("content-type", "application/json").body(reqwest::Body::wrap_stream(stream));
+    let stream = futures::stream::iter(
+        big.into_bytes().chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+    );
+    let req = app
+        .client
+        .post(&url)
+        .query(&[("apiKey", &key)])
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream));
     assert_error(&send(req).await, 413, "PAYLOAD_TOO_LARGE");
 
     // Not JSON
-    let req = app.client.post(&url).query(&[("apiKey", &key)]).header("content-type", "text/plain").body("{\"email\":\"a@b.com\"}");
+    let req = app
+        .client
+        .post(&url)
+        .query(&[("apiKey", &key)])
+        .header("content-type", "text/plain")
+        .body("{\"email\":\"a@b.com\"}");
     assert_error(&send(req).await, 415, "UNSUPPORTED_MEDIA_TYPE");
     let req = app.client.post(&url).query(&[("apiKey", &key)]).body("email=a@b.com");
     assert_error(&send(req).await, 415, "UNSUPPORTED_MEDIA_TYPE");
@@ -38,7 +51,12 @@ backend_test!(transport_errors_use_the_envelope, |app| {
         assert_error(&send(req).await, 400, "INVALID_REQUEST");
     }
     // JSON with a charset parameter or a +json type is JSON
-    let req = app.client.post(&url).query(&[("apiKey", &key)]).header("content-type", "application/json; charset=utf-8").body("{\"email\":\"cs@example.com\"}");
+    let req = app
+        .client
+        .post(&url)
+        .query(&[("apiKey", &key)])
+        .header("content-type", "application/json; charset=utf-8")
+        .body("{\"email\":\"cs@example.com\"}");
     assert_eq!(send(req).await.0, 200);
     // An empty body counts as {}: the missing field is named
     let req = app.client.post(&url).query(&[("apiKey", &key)]);
@@ -83,15 +101,55 @@ backend_test!(no_client_input_causes_a_5xx, |app| {
     let mut rng = rand::rng();
     let routes = bizkit_mirror::http::route_table();
     let keys = [app.keys.prod.clone(), app.keys.dev.clone(), "PRODshort".to_owned(), String::new()];
-    let fields = ["email", "companyName", "customerRealIp", "managerCuRefNo", "customerCuRefNo", "customerEmail", "notice", "cuRefNo", "identityId", "limit", "cursor", "apiKey",
-        "phone", "firstName", "groups", "meta", "subscriptions", "amount", "reason", "alternateEmails", "alternatePhones",
-        "referralCuRefNo", "premium", "ban"];
+    let fields = [
+        "email",
+        "companyName",
+        "customerRealIp",
+        "managerCuRefNo",
+        "customerCuRefNo",
+        "customerEmail",
+        "notice",
+        "cuRefNo",
+        "identityId",
+        "limit",
+        "cursor",
+        "apiKey",
+        "phone",
+        "firstName",
+        "groups",
+        "meta",
+        "subscriptions",
+        "amount",
+        "reason",
+        "alternateEmails",
+        "alternatePhones",
+        "referralCuRefNo",
+        "premium",
+        "ban",
+    ];
     let values = [
-        json!(null), json!(true), json!(-1), json!(1e308), json!("") , json!("\u{0}"), json!("🙂".repeat(300)),
-        json!("1cGIHvFoQDGLAbcA"), json!("a@b.co"), json!("::ffff:1.2.3.4"), json!([]), json!({ "a": [1] }),
-        json!("x".repeat(5000)), json!("ZZZZZZZZZZZZZZZZ"), json!("Z9CPkS2o3UV163VQn5OUv0T8BQi8Fvdg"), json!("'; drop table customers; --"),
-        json!("+420 777 123 456"), json!(["VIP", "Osobní trenér"]), json!({ "k": null, "n": { "x": 1 } }), json!(9_223_372_036_854_775_807i64),
-        json!([{ "externalId": "s", "validUntil": "2001-01-01T00:00:00Z" }]), json!(["a@b.co", "+1 201-555-0123"]),
+        json!(null),
+        json!(true),
+        json!(-1),
+        json!(1e308),
+        json!(""),
+        json!("\u{0}"),
+        json!("🙂".repeat(300)),
+        json!("1cGIHvFoQDGLAbcA"),
+        json!("a@b.co"),
+        json!("::ffff:1.2.3.4"),
+        json!([]),
+        json!({ "a": [1] }),
+        json!("x".repeat(5000)),
+        json!("ZZZZZZZZZZZZZZZZ"),
+        json!("Z9CPkS2o3UV163VQn5OUv0T8BQi8Fvdg"),
+        json!("'; drop table customers; --"),
+        json!("+420 777 123 456"),
+        json!(["VIP", "Osobní trenér"]),
+        json!({ "k": null, "n": { "x": 1 } }),
+        json!(9_223_372_036_854_775_807i64),
+        json!([{ "externalId": "s", "validUntil": "2001-01-01T00:00:00Z" }]),
+        json!(["a@b.co", "+1 201-555-0123"]),
     ];
     for round in 0..600 {
         let route = &routes[round % routes.len()];
@@ -109,8 +167,12 @@ backend_test!(no_client_input_causes_a_5xx, |app| {
         if *method == axum::http::Method::POST {
             req = match rng.random_range(0..4) {
                 0 => req.json(&body),
-                1 => req.header("content-type", "application/json").body((0..rng.random_range(0..64)).map(|_| rng.random::<u8>()).collect::<Vec<u8>>()),
-                2 => req.header("content-type", "application/json").body(serde_json::to_string(&body).unwrap().replace('"', "'")),
+                1 => req
+                    .header("content-type", "application/json")
+                    .body((0..rng.random_range(0..64)).map(|_| rng.random::<u8>()).collect::<Vec<u8>>()),
+                2 => req
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_string(&body).unwrap().replace('"', "'")),
                 _ => req.json(&json!([body])),
             };
         }

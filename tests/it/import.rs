@@ -49,7 +49,14 @@ backend_test!(a_json_array_reports_one_result_per_item, |app| {
     );
     assert_eq!(
         codes(&body["results"]),
-        [json!(true), json!("INVALID_EMAIL"), json!(false), json!("INVALID_REQUEST"), json!(true), json!("CUSTOMER_NOT_FOUND")]
+        [
+            json!(true),
+            json!("INVALID_EMAIL"),
+            json!(false),
+            json!("INVALID_REQUEST"),
+            json!(true),
+            json!("CUSTOMER_NOT_FOUND")
+        ]
     );
     let indexes: Vec<_> = body["results"].as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
     assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
@@ -63,7 +70,8 @@ backend_test!(a_json_array_reports_one_result_per_item, |app| {
 });
 
 backend_test!(ndjson_goes_on_past_a_broken_line, |app| {
-    let body = "{\"email\": \"one@example.com\"}\r\n\n{\"email\": \"two@example.com\",\n{\"email\": \"three@example.com\"}\n";
+    let body =
+        "{\"email\": \"one@example.com\"}\r\n\n{\"email\": \"two@example.com\",\n{\"email\": \"three@example.com\"}\n";
     let (status, res) = import(&app, "application/x-ndjson", body).await;
     assert_eq!(status, 200, "{res}");
     assert_eq!(codes(&res["results"]), [json!(true), json!("INVALID_REQUEST"), json!(true)]);
@@ -85,10 +93,12 @@ backend_test!(broken_input_and_bad_requests, |app| {
     assert_eq!((status, res["summary"]["items"].as_u64()), (200, Some(0)), "{res}");
     // Other media types, keys without the scope, no key
     assert_error(&import(&app, "text/csv", "email\na@example.com").await, 415, "UNSUPPORTED_MEDIA_TYPE");
-    let res = app.client.post(app.url(IMPORT)).header("content-type", "application/json").body("[]").send().await.unwrap();
+    let res =
+        app.client.post(app.url(IMPORT)).header("content-type", "application/json").body("[]").send().await.unwrap();
     assert_error(&support::split(res).await, 401, "PUBLIC_API_KEY_DOES_NOT_EXIST");
     let writer = app.key_with_scopes(&["customer:write"]).await;
-    let res = app.client.post(app.url(IMPORT)).bearer_auth(writer).header("content-type", "application/json").body("[]");
+    let res =
+        app.client.post(app.url(IMPORT)).bearer_auth(writer).header("content-type", "application/json").body("[]");
     assert_error(&support::split(res.send().await.unwrap()).await, 403, "PUBLIC_API_KEY_FORBIDDEN");
 });
 
@@ -101,13 +111,18 @@ backend_test!(a_streamed_body_of_thousands_of_items, |app| {
         .map(|chunk| {
             chunk
                 .iter()
-                .map(|i| format!("{{\"email\": \"bulk{i}@example.com\", \"phone\": \"+420 7{i:08}\", \"groups\": [\"Bulk\"]}}\n"))
+                .map(|i| {
+                    format!(
+                        "{{\"email\": \"bulk{i}@example.com\", \"phone\": \"+420 7{i:08}\", \"groups\": [\"Bulk\"]}}\n"
+                    )
+                })
                 .collect()
         })
         .collect();
     // Exec, twice: the second run finds every contact
     for created in [count, 0] {
-        let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks.clone().into_iter().map(Ok::<_, std::io::Error>)));
+        let body =
+            reqwest::Body::wrap_stream(futures::stream::iter(chunks.clone().into_iter().map(Ok::<_, std::io::Error>)));
         let (status, res) = import(&app, "application/x-ndjson", body).await;
         // Check
         assert_eq!(status, 200);
@@ -129,7 +144,8 @@ async fn database_outage_is_503_postgres() {
     let outage = support::Outage::start(&app).await;
     let got = import(&app, "application/x-ndjson", "{\"email\": \"down@example.com\"}\n").await;
     assert_error(&got, 503, "SERVICE_UNAVAILABLE");
-    let got = app.post("/api/v1/customer/create-or-update", &app.keys.prod, json!({ "email": "down@example.com" })).await;
+    let got =
+        app.post("/api/v1/customer/create-or-update", &app.keys.prod, json!({ "email": "down@example.com" })).await;
     assert_error(&got, 503, "SERVICE_UNAVAILABLE");
     outage.end().await;
     let (status, res) = import(&app, "application/x-ndjson", "{\"email\": \"down@example.com\"}\n").await;

@@ -52,7 +52,9 @@ async fn smtp_server() -> (u16, Arc<Mutex<String>>) {
 backend_test!(outbox_is_sent_over_smtp_and_marked, |app| {
     // Setup: a registration queues its confirmation
     let email = "mailme@example.com";
-    let (status, body) = app.post("/contact/v1/register-account", &app.keys.prod, json!({ "email": email, "password": "Correct1Horse" })).await;
+    let (status, body) = app
+        .post("/contact/v1/register-account", &app.keys.prod, json!({ "email": email, "password": "Correct1Horse" }))
+        .await;
     assert_eq!(status, 200, "{body}");
     let space = app.store.space_of("acme", Mode::Live).await.unwrap();
     let queued = app.db.latest_outbox_message(space, email).await.expect("queued");
@@ -78,7 +80,10 @@ backend_test!(outbox_is_sent_over_smtp_and_marked, |app| {
     assert!(transcript.contains(&format!("RCPT TO:<{email}>")), "{transcript}");
     // The body travels quoted-printable: undo its soft line breaks and `=3D` escapes.
     let decoded = transcript.replace("=\n", "").replace("=3D", "=");
-    assert!(decoded.contains(&format!("/contact/v1/confirm-account?token={token}")), "the link reached the message: {transcript}");
+    assert!(
+        decoded.contains(&format!("/contact/v1/confirm-account?token={token}")),
+        "the link reached the message: {transcript}"
+    );
     let sent = app.db.latest_outbox_message(space, email).await.unwrap();
     assert!(sent.sent_at.is_some());
     assert_eq!(sent.body, "", "a sent message no longer holds the token");

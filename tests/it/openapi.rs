@@ -224,7 +224,8 @@ async fn documented_examples_conform() {
         let responses = op["responses"].as_object().unwrap_or_else(|| panic!("{method} {path} has no responses"));
         assert!(!responses.is_empty(), "{method} {path} documents no response");
         for status in responses.keys() {
-            let code: u16 = status.parse().unwrap_or_else(|_| panic!("{method} {path}: status {status:?} is not a u16"));
+            let code: u16 =
+                status.parse().unwrap_or_else(|_| panic!("{method} {path}: status {status:?} is not a u16"));
             assert!((100..=599).contains(&code), "{method} {path}: status {code} is not an HTTP status");
         }
     }

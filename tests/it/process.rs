@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::child::{ChildServer, Finished, Running, DEMO_DEV, DEMO_IDENTITY, DEMO_PROD, DEMO_ROOT, STOP_TIMEOUT};
+use crate::support::child::{
+    ChildServer, Finished, Running, DEMO_DEV, DEMO_IDENTITY, DEMO_PROD, DEMO_ROOT, STOP_TIMEOUT,
+};
 use crate::support::{self, Backend, TestDb};
 
 /// A server child and an HTTP client for it. Dropping it kills the process, so a failed
@@ -346,7 +348,8 @@ async fn logs_never_show_secrets(backend: Backend) {
 
     let finished = server.stop_ok();
     let all = format!("{}\n{}", finished.stdout, finished.stderr);
-    for secret in [DEMO_PROD, DEMO_DEV, DEMO_ROOT, bad_key, DEMO_IDENTITY, ACCOUNT_PASSWORD, WRONG_PASSWORD, &identity] {
+    for secret in [DEMO_PROD, DEMO_DEV, DEMO_ROOT, bad_key, DEMO_IDENTITY, ACCOUNT_PASSWORD, WRONG_PASSWORD, &identity]
+    {
         let line = all.lines().find(|l| l.contains(secret));
         assert!(line.is_none(), "{}… reached the output: {}", &secret[..8], line.unwrap_or_default());
     }
@@ -387,9 +390,13 @@ async fn sign_in_and_out(server: &Server, key: &str) -> String {
     assert_eq!(body["errorCode"], "E004", "{body}");
     let (_, body) = server.send(login(ACCOUNT_PASSWORD)).await;
     let identity = body["identityId"].as_str().unwrap_or_else(|| panic!("no identityId: {body}")).to_owned();
-    let info = server.client.get(server.url("/contact/v1/get-account-info")).query(&[("apiKey", key), ("identityId", &identity)]);
+    let info = server
+        .client
+        .get(server.url("/contact/v1/get-account-info"))
+        .query(&[("apiKey", key), ("identityId", &identity)]);
     assert_eq!(server.send(info).await.1["loggedIn"], true);
-    let (status, _) = server.send(account_request(server, key, "/contact/v1/logout", json!({ "identityId": identity }))).await;
+    let (status, _) =
+        server.send(account_request(server, key, "/contact/v1/logout", json!({ "identityId": identity }))).await;
     assert_eq!(status, 200);
     identity
 }
@@ -406,7 +413,10 @@ async fn confirmation_token_stays_out_of_logs(backend: Backend) {
     let (_, rest) = message.body.split_once("token=").expect("a link with the token");
     let token: String = rest.chars().take_while(char::is_ascii_alphanumeric).collect();
     assert_eq!(token.len(), 32, "{token}");
-    let confirm = server.client.get(server.url("/contact/v1/confirm-account")).query(&[("apiKey", prod.as_str()), ("token", &token)]);
+    let confirm = server
+        .client
+        .get(server.url("/contact/v1/confirm-account"))
+        .query(&[("apiKey", prod.as_str()), ("token", &token)]);
     assert_eq!(server.send(confirm).await.0, 200);
     let identity = sign_in_and_out(&server, &prod).await;
 

@@ -28,7 +28,20 @@ async fn story(db: TestDb) {
     assert!(cli(&["org", "list"]).succeeded().contains("cli-co\t"));
 
     // A key: on standard output alone, once
-    let created = cli(&["key", "create", "--org", "cli-co", "--kind", "PROD", "--label", "from cli", "--scopes", "customer:read,customer:write", "--rate-limit-per-minute", "30"]);
+    let created = cli(&[
+        "key",
+        "create",
+        "--org",
+        "cli-co",
+        "--kind",
+        "PROD",
+        "--label",
+        "from cli",
+        "--scopes",
+        "customer:read,customer:write",
+        "--rate-limit-per-minute",
+        "30",
+    ]);
     let stdout = created.succeeded();
     let key = ApiKey::parse(stdout.trim()).unwrap_or_else(|_| panic!("stdout is the key alone: {stdout:?}"));
     let stderr = &created.stderr;
@@ -57,11 +70,18 @@ async fn story(db: TestDb) {
     let record = store.resolve_key(&key.digest()).await.unwrap().expect("the key is registered");
     assert!(record.revoked_at.is_some());
     assert_eq!(record.rate_limit_per_minute, Some(30));
-    let entries = store.list_audit(None, None, 100).await.unwrap();
+    let entries = store.list_audit(None, store::PagePos::TOP, 100).await.unwrap();
     let actions: Vec<&str> = entries.iter().rev().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
-        ["organisation.create", "organisation.list", "api_key.create", "api_key.list", "api_key.revoke", "api_key.revoke"]
+        [
+            "organisation.create",
+            "organisation.list",
+            "api_key.create",
+            "api_key.list",
+            "api_key.revoke",
+            "api_key.revoke"
+        ]
     );
     for e in &entries {
         assert_eq!(e.actor, "cli", "{e:?}");

@@ -23,7 +23,9 @@ async fn story(db: TestDb) {
         if i == 7 {
             file.push_str("{\"email\": \"not an address\"}\n");
         } else {
-            file.push_str(&format!("{{\"email\": \"cli{i}@example.com\", \"phone\": \"777 {i:06}\", \"groups\": [\"CLI\"]}}\n"));
+            file.push_str(&format!(
+                "{{\"email\": \"cli{i}@example.com\", \"phone\": \"777 {i:06}\", \"groups\": [\"CLI\"]}}\n"
+            ));
         }
     }
     std::fs::write(&path, file).unwrap();

@@ -68,7 +68,10 @@ backend_test!(every_field_is_written_and_read_back, |app| {
     assert_eq!((created["firstName"].as_str(), created["lastName"].as_str()), (Some("Jan"), Some("Novák")));
     assert_eq!(created["companyName"], "Novák s.r.o.");
     assert_eq!((created["premium"].as_bool(), created["ban"].as_bool()), (Some(true), Some(false)));
-    assert_eq!(created["groups"], json!([{ "name": "Osobní trenér", "slug": "osobni-trener" }, { "name": "VIP", "slug": "vip" }]));
+    assert_eq!(
+        created["groups"],
+        json!([{ "name": "Osobní trenér", "slug": "osobni-trener" }, { "name": "VIP", "slug": "vip" }])
+    );
     assert_eq!(created["meta"], json!({ "source": "web", "tier": { "level": 2 } }));
     assert_eq!(
         created["referral"],
@@ -112,7 +115,8 @@ backend_test!(every_field_is_written_and_read_back, |app| {
     for field in ["email", "phone", "firstName", "lastName", "groups", "meta", "premium", "runningSubscriptionList"] {
         assert_eq!(seen[field], updated[field], "detail {field}");
     }
-    let (status, _) = app.post(MATCH, &app.keys.prod, json!({ "managerCuRefNo": cu(&referrer), "customerCuRefNo": code })).await;
+    let (status, _) =
+        app.post(MATCH, &app.keys.prod, json!({ "managerCuRefNo": cu(&referrer), "customerCuRefNo": code })).await;
     assert_eq!(status, 200);
     let (_, list) = app.get(LIST, &app.keys.prod, &[("cuRefNo", &cu(&referrer))]).await;
     let item = &list["customers"][0];
@@ -152,17 +156,29 @@ backend_test!(contacts_are_found_by_email_phone_and_alternates, |app| {
 
 backend_test!(refused_writes_change_nothing, |app| {
     // Setup
-    let a = upsert(&app, json!({ "email": "a@example.com", "firstName": "Ann", "subscriptions": [{ "externalId": "s-a" }] })).await;
+    let a = upsert(
+        &app,
+        json!({ "email": "a@example.com", "firstName": "Ann", "subscriptions": [{ "externalId": "s-a" }] }),
+    )
+    .await;
     upsert(&app, json!({ "email": "b@example.com" })).await;
     let before = upsert(&app, json!({ "cuRefNo": cu(&a) })).await;
     let attempts = [
         (json!({ "cuRefNo": cu(&a), "firstName": "X", "phone": "777 12 345" }), 400, "INVALID_PHONE"),
         (json!({ "cuRefNo": cu(&a), "firstName": "X", "email": "b@example.com" }), 400, "INVALID_EMAIL"),
-        (json!({ "cuRefNo": cu(&a), "firstName": "X", "referralCuRefNo": "AAAAAAAAAAAAAAAA" }), 404, "CUSTOMER_NOT_FOUND"),
+        (
+            json!({ "cuRefNo": cu(&a), "firstName": "X", "referralCuRefNo": "AAAAAAAAAAAAAAAA" }),
+            404,
+            "CUSTOMER_NOT_FOUND",
+        ),
         (json!({ "cuRefNo": "AAAAAAAAAAAAAAAA", "firstName": "X" }), 404, "CUSTOMER_NOT_FOUND"),
         (json!({ "cuRefNo": cu(&a), "firstName": "X", "groups": "VIP" }), 400, "INVALID_REQUEST"),
         (json!({ "firstName": "X" }), 400, "INVALID_REQUEST"),
-        (json!({ "email": "b@example.com", "firstName": "X", "subscriptions": [{ "externalId": "s-a" }] }), 400, "INVALID_REQUEST"),
+        (
+            json!({ "email": "b@example.com", "firstName": "X", "subscriptions": [{ "externalId": "s-a" }] }),
+            400,
+            "INVALID_REQUEST",
+        ),
     ];
     for (body, status, code) in attempts {
         // Exec
@@ -259,12 +275,26 @@ backend_test!(erasure_removes_personal_data_from_every_table, |app| {
     let relation = json!({ "managerCuRefNo": cu(&manager), "customerCuRefNo": code, "notice": "ErasableNotice",
                            "customerEmail": "erase.contact@example.com" });
     assert_eq!(app.post(MATCH, key, relation).await.0, 200);
-    let (status, _) = app.post("/contact/v1/register-account", key, json!({ "email": "erase.me@example.com", "password": "Secret123" })).await;
+    let (status, _) = app
+        .post("/contact/v1/register-account", key, json!({ "email": "erase.me@example.com", "password": "Secret123" }))
+        .await;
     assert_eq!(status, 200);
     let personal = [
-        "erase.me@example.com", "777999888", "Zdeňka", "Smazalová", "Erasable Ltd", "CZ99887766", "ErasableMeta",
-        "erase.alt@example.com", "905777666", "203.0.113.77", "ErasableHash", "ErasableReason", "ErasableNotice",
-        "erase.contact@example.com", "$argon2",
+        "erase.me@example.com",
+        "777999888",
+        "Zdeňka",
+        "Smazalová",
+        "Erasable Ltd",
+        "CZ99887766",
+        "ErasableMeta",
+        "erase.alt@example.com",
+        "905777666",
+        "203.0.113.77",
+        "ErasableHash",
+        "ErasableReason",
+        "ErasableNotice",
+        "erase.contact@example.com",
+        "$argon2",
     ];
     let rows = support::dump_rows(&app.db).await;
     for value in personal {

@@ -35,7 +35,14 @@ async fn burst_refusal_refill_and_isolation(backend: Backend) {
         assert!(reset >= now && reset <= now + 5, "reset {reset} is unix seconds, soon");
     }
     // Over it: 429, with Retry-After and retry_after, on any endpoint of that key
-    let res = app.client.post(app.url("/api/v1/customer/create")).query(&[("apiKey", &app.keys.dev)]).json(&serde_json::json!({"email": "rl@example.com"})).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/api/v1/customer/create"))
+        .query(&[("apiKey", &app.keys.dev)])
+        .json(&serde_json::json!({"email": "rl@example.com"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header(&res, "retry-after"), Some(1));
     assert_eq!(header(&res, "x-ratelimit-remaining"), Some(0));
     let got = support::split(res).await;
@@ -79,14 +86,21 @@ async fn burst_refusal_refill_and_isolation_postgres() {
 // A key's own limit replaces its kind's, and applies even to a ROOT key.
 backend_test!(per_key_override_applies, |app| {
     let (status, created) = app
-        .post("/admin/v1/api-keys", &app.keys.root, serde_json::json!({ "organisation": "acme", "kind": "ROOT", "rateLimitPerMinute": 2 }))
+        .post(
+            "/admin/v1/api-keys",
+            &app.keys.root,
+            serde_json::json!({ "organisation": "acme", "kind": "ROOT", "rateLimitPerMinute": 2 }),
+        )
         .await;
     assert_eq!(status, 200, "{created}");
     let key = created["key"].as_str().unwrap().to_owned();
     for expected in [1, 0] {
         let res = ping(&app, &key).await;
         assert_eq!(res.status(), 200);
-        assert_eq!((header(&res, "x-ratelimit-limit"), header(&res, "x-ratelimit-remaining")), (Some(2), Some(expected)));
+        assert_eq!(
+            (header(&res, "x-ratelimit-limit"), header(&res, "x-ratelimit-remaining")),
+            (Some(2), Some(expected))
+        );
     }
     let res = ping(&app, &key).await;
     assert_eq!(header(&res, "retry-after"), Some(30), "2 a minute: the next one in 30 s");

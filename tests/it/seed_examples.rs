@@ -197,8 +197,11 @@ fn run_example(example: &Example, base: &str, scratch: &Path) -> (u16, Value) {
         // The command runs as the page prints it; curl's own config file (read from
         // CURL_HOME) adds the status line and a time limit without touching the command.
         Kind::Curl => {
-            std::fs::write(scratch.join(".curlrc"), "silent\nshow-error\nmax-time = 20\nwrite-out = \"\\n%{http_code}\"\n")
-                .unwrap();
+            std::fs::write(
+                scratch.join(".curlrc"),
+                "silent\nshow-error\nmax-time = 20\nwrite-out = \"\\n%{http_code}\"\n",
+            )
+            .unwrap();
             let mut cmd = std::process::Command::new("bash");
             cmd.arg("-c").arg(&code).env("CURL_HOME", scratch);
             run_bounded(cmd, EXAMPLE_LIMIT)
@@ -225,7 +228,8 @@ fn run_example(example: &Example, base: &str, scratch: &Path) -> (u16, Value) {
     assert!(ran.success, "{at} did not run\n{}\n--- code\n{code}", ran.report());
     match example.kind {
         Kind::Curl => {
-            let (body, status) = ran.stdout.rsplit_once('\n').unwrap_or_else(|| panic!("{at}: no status\n{}", ran.report()));
+            let (body, status) =
+                ran.stdout.rsplit_once('\n').unwrap_or_else(|| panic!("{at}: no status\n{}", ran.report()));
             let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("{at}: body is not JSON ({e}): {body}"));
             (status.trim().parse().unwrap(), body)
         }

@@ -70,7 +70,11 @@ pub async fn spawn_app_with_accounts(backend: Backend, settings: AccountSettings
     Some(spawn_with(db, bizkit_mirror::ratelimit::RateLimits::default(), settings).await)
 }
 
-pub async fn spawn_with(db: TestDb, limits: bizkit_mirror::ratelimit::RateLimits, settings: AccountSettings) -> TestApp {
+pub async fn spawn_with(
+    db: TestDb,
+    limits: bizkit_mirror::ratelimit::RateLimits,
+    settings: AccountSettings,
+) -> TestApp {
     let accounts = Accounts::new(settings);
     let settings = PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(3) };
     let store = store::connect(&db.url, &settings).await.expect("connect store");
@@ -86,19 +90,18 @@ pub async fn spawn_with(db: TestDb, limits: bizkit_mirror::ratelimit::RateLimits
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        bizkit_mirror::server::serve(listener, state, async { let _ = rx.await; }, Duration::from_secs(5))
-            .await
-            .expect("serve");
+        bizkit_mirror::server::serve(
+            listener,
+            state,
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("serve");
     });
-    TestApp {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        store,
-        keys,
-        registry,
-        _stop: tx,
-        db,
-    }
+    TestApp { base: format!("http://{addr}"), client: reqwest::Client::new(), store, keys, registry, _stop: tx, db }
 }
 
 impl TestApp {
@@ -114,7 +117,8 @@ impl TestApp {
 
     /// GET with the key and the given parameters in the query string.
     pub async fn get(&self, path: &str, key: &str, params: &[(&str, &str)]) -> (u16, Value) {
-        let res = self.client.get(self.url(path)).query(&[("apiKey", key)]).query(params).send().await.expect("request");
+        let res =
+            self.client.get(self.url(path)).query(&[("apiKey", key)]).query(params).send().await.expect("request");
         split(res).await
     }
 
@@ -122,7 +126,10 @@ impl TestApp {
     pub async fn key_with_scopes(&self, scopes: &[&str]) -> String {
         let key = ApiKey::generate(ApiKeyKind::Prod);
         let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
-        self.store.insert_key("acme", &bizkit_mirror::server::new_key(&key, "scoped", scopes)).await.expect("insert key");
+        self.store
+            .insert_key("acme", &bizkit_mirror::server::new_key(&key, "scoped", scopes))
+            .await
+            .expect("insert key");
         key.expose().to_owned()
     }
 
@@ -149,4 +156,3 @@ pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
     assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
     assert!(got.1["error"]["requestId"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
 }
-

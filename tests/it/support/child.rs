@@ -124,7 +124,9 @@ impl ChildServer {
     /// Per-key rate limits that no test run meets, for both the PROD and the DEV plan.
     pub fn unlimited_rates(self) -> ChildServer {
         ["PROD", "DEV"].iter().fold(self, |builder, kind| {
-            builder.env(&format!("RATE_LIMIT_{kind}_PER_HOUR"), UNLIMITED).env(&format!("RATE_LIMIT_{kind}_BURST"), UNLIMITED)
+            builder
+                .env(&format!("RATE_LIMIT_{kind}_PER_HOUR"), UNLIMITED)
+                .env(&format!("RATE_LIMIT_{kind}_BURST"), UNLIMITED)
         })
     }
 
@@ -330,7 +332,12 @@ impl Running {
     /// `stop`, asserting a clean exit.
     pub fn stop_ok(self) -> Finished {
         let finished = self.stop();
-        assert!(finished.status.success(), "exit status {} after SIGTERM; stderr:\n{}", finished.status, finished.stderr);
+        assert!(
+            finished.status.success(),
+            "exit status {} after SIGTERM; stderr:\n{}",
+            finished.status,
+            finished.stderr
+        );
         finished
     }
 

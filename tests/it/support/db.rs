@@ -69,7 +69,8 @@ impl Drop for TestDb {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async {
                     let mut conn = connect_admin(&admin).await;
-                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await;
+                    let _ =
+                        sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await;
                 });
             })
             .join();
@@ -89,15 +90,21 @@ impl Outage {
         let admin = postgres_admin_url().expect("an outage needs PostgreSQL");
         let mut outage = Outage { conn: connect_admin(&admin).await, name };
         outage.allow_connections(false).await;
-        sqlx::query(&format!("select pg_terminate_backend(pid) from pg_stat_activity where datname = '{}'", outage.name))
-            .execute(&mut outage.conn)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = '{}'",
+            outage.name
+        ))
+        .execute(&mut outage.conn)
+        .await
+        .unwrap();
         outage
     }
 
     async fn allow_connections(&mut self, allow: bool) {
-        sqlx::query(&format!("alter database {} allow_connections {allow}", self.name)).execute(&mut self.conn).await.unwrap();
+        sqlx::query(&format!("alter database {} allow_connections {allow}", self.name))
+            .execute(&mut self.conn)
+            .await
+            .unwrap();
     }
 
     /// The database is back; the pool reconnects by itself.
@@ -155,7 +162,8 @@ impl TestDb {
         identity_digest: &str,
         expires_at: DateTime<Utc>,
     ) -> bool {
-        let sql = "insert into sessions (space_id, customer_id, identity_digest, created_at, expires_at, last_seen_at) \
+        let sql =
+            "insert into sessions (space_id, customer_id, identity_digest, created_at, expires_at, last_seen_at) \
                    select space_id, id, $3, $4, $5, $4 from customers \
                    where space_id = $1 and cu_ref_no = $2 and erased_at is null";
         let now = micros(Utc::now());

@@ -37,4 +37,3 @@ macro_rules! backend_test {
         }
     };
 }
-
