@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::write_contact::Tx;
+use super::Tx;
 use crate::store::{ContactWrite, Group, SpaceId, StoreError, StoreResult};
 
 const UPSERT_SUBSCRIPTION: &str = "insert into subscriptions (space_id, customer_id, external_id, \

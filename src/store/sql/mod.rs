@@ -37,6 +37,9 @@ impl SqlStore {
 
 type Args<'q> = <Db as sqlx::Database>::Arguments<'q>;
 
+/// A transaction of this backend, as the writes inside one take it.
+type Tx = sqlx::Transaction<'static, Db>;
+
 /// Last-seen writes for one session happen at most this often.
 const SESSION_TOUCH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 

@@ -6,14 +6,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::types::Json;
-use sqlx::Transaction;
 
 use super::contact_lists::{write_alternates, write_groups, write_subscriptions};
-use super::{customer_id, dialect, Db, NewCustomer, OnEmailTaken, SqlStore};
+use super::{customer_id, dialect, NewCustomer, OnEmailTaken, SqlStore, Tx};
 use crate::normalize::{CuRefNo, EMAIL_RULES_VERSION};
 use crate::store::{merge_patch, now, ContactRefusal, ContactWrite, Patch, SpaceId, StoreResult, Written};
-
-pub(super) type Tx = Transaction<'static, Db>;
 
 /// A contact by canonical e-mail: its own address (rank 0) before an alternate (rank 1).
 const FIND_BY_EMAIL: &str = "select id, 0 as rank from customers \
