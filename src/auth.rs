@@ -2,8 +2,14 @@
 //! look it up (through a short-lived cache), check expiry and revocation, then the scope
 //! the endpoint needs. Only the key's SHA-256 digest is ever stored or looked up.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use chrono::Utc;
 use moka::future::Cache;
@@ -79,12 +85,17 @@ pub struct Caller {
     pub mode: Mode,
 }
 
-/// Resolves keys against the registry, caching lookups (hits and misses) for a few
-/// seconds so the hot paths cost no extra round trip.
+/// Resolves keys against the registry, caching known keys for a few seconds so the hot
+/// paths cost no extra round trip. Unknown keys are remembered apart (so a flood of them
+/// never evicts a real one), and a client address that keeps failing authentication is
+/// refused before any lookup.
 #[derive(Clone)]
 pub struct KeyRegistry {
     store: DynStore,
-    cache: Cache<String, Option<Arc<KeyRecord>>>,
+    cache: Cache<String, Arc<KeyRecord>>,
+    unknown: Cache<String, ()>,
+    failures: moka::sync::Cache<IpAddr, Arc<Failures>>,
+    failure_quota: Quota,
     limits: RateLimits,
     /// Keys whose `last_used_at` this process wrote within the last interval.
     touched: Cache<i64, ()>,
@@ -93,11 +104,57 @@ pub struct KeyRegistry {
 /// A key's `last_used_at` is written at most this often per server process.
 pub const KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long an unknown key is answered from memory.
+pub const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(60);
+
+/// Failed authentications a client address may have, refilled evenly over a minute.
+pub const AUTH_FAILURES_PER_MINUTE: u32 = 60;
+
+/// One client address's failed authentications.
+struct Failures {
+    budget: DefaultDirectRateLimiter,
+    /// Until when (Unix milliseconds) the address is refused before any lookup.
+    blocked_until: AtomicU64,
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Why a lookup found no key: not an error of the store, so never cached as one.
+#[derive(Debug, Clone)]
+enum Lookup {
+    Unknown,
+    Store(StoreError),
+}
+
 impl KeyRegistry {
     pub fn new(store: DynStore, ttl: Duration) -> Self {
         let cache = Cache::builder().max_capacity(100_000).time_to_live(ttl).build();
+        let unknown = Cache::builder().max_capacity(100_000).time_to_live(UNKNOWN_KEY_TTL).build();
+        let failures =
+            moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(600)).build();
         let touched = Cache::builder().max_capacity(100_000).time_to_live(KEY_TOUCH_INTERVAL).build();
-        Self { store, cache, limits: RateLimits::default(), touched }
+        Self {
+            store,
+            cache,
+            unknown,
+            failures,
+            failure_quota: Self::failure_quota(AUTH_FAILURES_PER_MINUTE),
+            limits: RateLimits::default(),
+            touched,
+        }
+    }
+
+    fn failure_quota(per_minute: u32) -> Quota {
+        let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        Quota::per_minute(n).allow_burst(n)
+    }
+
+    /// Replaces how many failed authentications a client address may have a minute.
+    pub fn with_failure_limit(mut self, per_minute: u32) -> Self {
+        self.failure_quota = Self::failure_quota(per_minute);
+        self
     }
 
     /// Replaces the default rate-limit plans.
@@ -112,19 +169,28 @@ impl KeyRegistry {
         &self,
         raw: Option<&str>,
         scope: Scope,
+        client: Option<IpAddr>,
+        rate: Option<&RateSlot>,
+    ) -> Result<Caller, AuthError> {
+        let result = self.check(raw, scope, client, rate).await;
+        if let (Err(AuthError::Missing | AuthError::Format | AuthError::Expired | AuthError::Revoked), Some(ip)) =
+            (&result, client)
+        {
+            self.note_failure(ip);
+        }
+        result
+    }
+
+    async fn check(
+        &self,
+        raw: Option<&str>,
+        scope: Scope,
+        client: Option<IpAddr>,
         rate: Option<&RateSlot>,
     ) -> Result<Caller, AuthError> {
         let raw = raw.ok_or(AuthError::Missing)?;
         let key = ApiKey::parse(raw).map_err(|_| AuthError::Format)?;
-        let digest = key.digest();
-        let store = self.store.clone();
-        let lookup = digest.clone();
-        let record = self
-            .cache
-            .try_get_with(digest, async move { store.resolve_key(&lookup).await.map(|r| r.map(Arc::new)) })
-            .await
-            .map_err(|e| StoreError::clone(&e))?
-            .ok_or(AuthError::Missing)?;
+        let record = self.lookup(key.digest(), client).await?;
         let now = Utc::now();
         if record.revoked_at.is_some_and(|t| t <= now) {
             return Err(AuthError::Revoked);
@@ -155,14 +221,73 @@ impl KeyRegistry {
         })
     }
 
+    /// The key's record: from memory when it is known (or known to be unknown), else from
+    /// the registry, unless the client has failed too often to deserve a lookup.
+    async fn lookup(&self, digest: String, client: Option<IpAddr>) -> Result<Arc<KeyRecord>, AuthError> {
+        if let Some(record) = self.cache.get(&digest).await {
+            return Ok(record);
+        }
+        if self.unknown.contains_key(&digest) {
+            return Err(AuthError::Missing);
+        }
+        if let Some(retry_after) = client.and_then(|ip| self.blocked(ip)) {
+            return Err(AuthError::RateLimited { retry_after });
+        }
+        let store = self.store.clone();
+        let key = digest.clone();
+        let found = self
+            .cache
+            .try_get_with(digest.clone(), async move {
+                match store.resolve_key(&key).await {
+                    Ok(Some(record)) => Ok(Arc::new(record)),
+                    Ok(None) => Err(Lookup::Unknown),
+                    Err(e) => Err(Lookup::Store(e)),
+                }
+            })
+            .await;
+        match found {
+            Ok(record) => Ok(record),
+            Err(e) => match &*e {
+                Lookup::Unknown => {
+                    self.unknown.insert(digest, ()).await;
+                    Err(AuthError::Missing)
+                }
+                Lookup::Store(e) => Err(e.clone().into()),
+            },
+        }
+    }
+
+    /// Seconds the client must wait before its next lookup, when it is blocked.
+    fn blocked(&self, ip: IpAddr) -> Option<u64> {
+        let until = self.failures.get(&ip)?.blocked_until.load(Ordering::Relaxed);
+        let now = unix_millis();
+        (until > now).then(|| (until - now).div_ceil(1000))
+    }
+
+    /// Counts a failed authentication; past the address's budget it is blocked until
+    /// the budget has room again.
+    fn note_failure(&self, ip: IpAddr) {
+        let quota = self.failure_quota;
+        let entry = self.failures.get_with(ip, || {
+            Arc::new(Failures { budget: RateLimiter::direct(quota), blocked_until: AtomicU64::new(0) })
+        });
+        if let Err(not_until) = entry.budget.check() {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            entry.blocked_until.store(unix_millis() + wait.as_millis() as u64, Ordering::Relaxed);
+            tracing::debug!(client = %ip, "authentication failures over the budget; lookups paused");
+        }
+    }
+
     /// Drops a cached key at once (after a revoke through this server).
     pub async fn evict(&self, key: &ApiKey) {
         self.evict_digest(&key.digest()).await;
     }
 
-    /// As `evict`, for a key known only by its stored digest (a revoke by id).
+    /// As `evict`, for a key known only by its stored digest (a revoke by id, or a key
+    /// just made, which may have been tried as unknown).
     pub async fn evict_digest(&self, digest: &str) {
         self.cache.invalidate(digest).await;
+        self.unknown.invalidate(digest).await;
     }
 
     /// Records that a key was used. A busy key must not turn every request into a write,

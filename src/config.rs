@@ -152,6 +152,24 @@ pub struct ServeConfig {
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
 
+    /// Open connections at most; one past it is closed at once.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds a client has to send a request's headers before its connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a request body may pause between two chunks before the request is 408.
+    #[arg(long, env = "BODY_IDLE_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_idle_timeout_seconds: u64,
+    /// Seconds within which a request is answered (408 past it); imports stream and are
+    /// bounded by the body's idle timeout alone.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_seconds: u64,
+    /// Failed authentications a client address may have a minute before its unknown keys
+    /// are refused (429) without a lookup.
+    #[arg(long, env = "AUTH_FAILURES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failures_per_minute: u32,
+
     /// Origins whose pages may call the API (comma-separated, exactly as browsers send
     /// them, e.g. `http://localhost:5173`); empty turns CORS off. Unset: off, or `*`
     /// under --demo.
@@ -189,6 +207,21 @@ impl ServeConfig {
             self.cors_allow_any_origin,
         )
         .map_err(anyhow::Error::msg)
+    }
+
+    pub fn connection_limits(&self) -> crate::http::serve::ConnectionLimits {
+        crate::http::serve::ConnectionLimits {
+            max_connections: self.max_connections as usize,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+        }
+    }
+
+    pub fn http_limits(&self) -> crate::http::HttpLimits {
+        crate::http::HttpLimits {
+            request_timeout: Duration::from_secs(self.request_timeout_seconds),
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout_seconds),
+        }
     }
 
     pub fn rate_limits(&self) -> crate::ratelimit::RateLimits {

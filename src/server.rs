@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 use crate::auth::{KeyRegistry, Scope};
 use crate::config::{LogFormat, ServeConfig};
 use crate::http::cors::CorsPolicy;
+use crate::http::serve::ConnectionLimits;
 use crate::normalize::{ApiKey, ApiKeyKind};
 use crate::store::{DynStore, NewKey};
 use crate::AppState;
@@ -83,7 +84,8 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on BIND {}", config.bind))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let keys = KeyRegistry::new(store.clone(), Duration::from_secs(config.key_cache_seconds))
-        .with_limits(config.rate_limits());
+        .with_limits(config.rate_limits())
+        .with_failure_limit(config.auth_failures_per_minute);
     let accounts = config.account_settings();
     if accounts.auto_confirm {
         tracing::info!("storefront registrations are confirmed at once (auto-confirm)");
@@ -103,44 +105,20 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         accounts: crate::accounts::Accounts::new(accounts),
         contacts: config.contact_settings(),
     };
-    let app = crate::app_with(state, &cors);
-    serve_router(listener, app, shutdown, Duration::from_secs(config.shutdown_grace_seconds)).await
+    let app = crate::http::app_configured(state, &cors, &config.http_limits());
+    crate::http::serve::serve(listener, app, shutdown, &config.connection_limits()).await
 }
 
 /// Serves `state` on `listener` until `shutdown`, then lets in-flight requests finish for
-/// at most `grace`.
+/// at most `grace`; the other limits are their defaults.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    serve_router(listener, crate::app(state), shutdown, grace).await
-}
-
-/// Like `serve`, for an application already assembled (e.g. behind a CORS policy).
-pub async fn serve_router(
-    listener: TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut stop_rx2 = stop_rx.clone();
-    tokio::select! {
-        result = server => result?,
-        _ = async move {
-            let _ = stop_rx2.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!("shutdown grace period over; closing remaining connections"),
-    }
-    drop(stop_rx);
-    tracing::info!("stopped");
-    Ok(())
+    let limits = ConnectionLimits { shutdown_grace: grace, ..ConnectionLimits::default() };
+    crate::http::serve::serve(listener, crate::app(state), shutdown, &limits).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -82,6 +82,10 @@ pub enum ApiError {
     /// 409 IDEMPOTENCY_KEY_REUSED: an `Idempotency-Key` replayed with a different request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
+    /// 408 REQUEST_TIMEOUT: the client was too slow sending its request, or the answer
+    /// took longer than the request timeout.
+    #[error("the request took too long; send it again")]
+    RequestTimeout,
     /// 413 PAYLOAD_TOO_LARGE
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -119,6 +123,7 @@ impl ApiError {
             ApiError::RouteNotFound(_) => "ROUTE_NOT_FOUND",
             ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             ApiError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ApiError::RequestTimeout => "REQUEST_TIMEOUT",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::Unavailable => "SERVICE_UNAVAILABLE",
@@ -147,6 +152,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -18,6 +18,9 @@ use crate::ratelimit::RateSlot;
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// A body that must be read to find its key is refused (401) past this size, unread.
+pub const KEYLESS_BODY_LIMIT: usize = 64 * 1024;
+
 /// An operation's input, naming the scope its key needs. The route table reads the
 /// scope from here (`Routes::keyed`), and the extractors check it.
 pub trait Endpoint {
@@ -26,7 +29,8 @@ pub trait Endpoint {
 
 /// Runs the key pipeline for endpoint `E` on a key chosen by precedence.
 pub async fn authorize<E: Endpoint>(state: &AppState, key: Option<&str>, parts: &Parts) -> Result<Caller, ApiError> {
-    Ok(state.keys.authorize(key, E::SCOPE, parts.extensions.get::<RateSlot>()).await?)
+    let client = super::serve::peer(parts).map(|a| a.ip());
+    Ok(state.keys.authorize(key, E::SCOPE, client, parts.extensions.get::<RateSlot>()).await?)
 }
 
 /// A keyed JSON body: the key may be in the query, in the body's `apiKey`, or a Bearer.
@@ -74,12 +78,30 @@ pub fn is_json(mime: &str) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-async fn read_json_object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, ApiError> {
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
-        return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
+/// Why a body could not be read: the client stopped sending it, or it is too large.
+fn body_error(err: axum::Error, too_large: ApiError) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::RequestTimeout;
+        }
+        source = e.source();
     }
-    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| ApiError::PayloadTooLarge(BODY_LIMIT))?;
+    too_large
+}
+
+/// Reads a JSON object of at most `limit` bytes; `too_large` is the answer past it.
+async fn read_json_object(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    too_large: fn() -> ApiError,
+) -> Result<Map<String, Value>, ApiError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| body_error(e, too_large()))?;
     let blank = bytes.iter().all(u8::is_ascii_whitespace);
     match media_type(headers).map(|m| is_json(&m)) {
         Some(false) => return Err(ApiError::UnsupportedMediaType),
@@ -102,16 +124,38 @@ where
 {
     type Rejection = ApiError;
 
+    /// A key in the query or the header is checked before the body is read, so a
+    /// stranger's body costs nothing. Only a request without one has its body read to
+    /// find the key, and that body may be at most `KEYLESS_BODY_LIMIT`.
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let map = read_json_object(&parts.headers, body).await?;
+        let (query, bearer) = (query_key(&parts), bearer_key(&parts.headers));
+        // A key in the query or the header is tried first. A refused one still lets a
+        // small body name the key (the body's key wins over the header's), as a keyless
+        // request would.
+        let early = match query.as_deref().or(bearer.as_deref()) {
+            Some(key) => Some(authorize::<T>(state, Some(key), &parts).await),
+            None => None,
+        };
+        let map = match &early {
+            Some(Ok(_)) => {
+                read_json_object(&parts.headers, body, BODY_LIMIT, || ApiError::PayloadTooLarge(BODY_LIMIT)).await?
+            }
+            Some(Err(_)) if query.is_some() => return Err(early.and_then(Result::err).expect("a refusal")),
+            _ => read_json_object(&parts.headers, body, KEYLESS_BODY_LIMIT, || ApiError::KeyMissing).await?,
+        };
         let body_key = match map.get("apiKey") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => present(s),
             Some(_) => return Err(ApiError::invalid("apiKey must be a string", Some("apiKey"))),
         };
-        let key = query_key(&parts).or(body_key).or_else(|| bearer_key(&parts.headers));
-        let caller = authorize::<T>(state, key.as_deref(), &parts).await?;
+        let caller = match (early, body_key) {
+            (Some(Ok(caller)), _) if query.is_some() => caller,
+            (Some(Ok(caller)), Some(key)) if Some(&key) == bearer.as_ref() => caller,
+            (_, Some(key)) => authorize::<T>(state, Some(&key), &parts).await?,
+            (Some(outcome), None) => outcome?,
+            (None, None) => authorize::<T>(state, None, &parts).await?,
+        };
         let body = from_value(Value::Object(map))?;
         Ok(KeyedJson { caller, body })
     }

@@ -12,17 +12,20 @@ pub mod import;
 pub mod ops;
 pub mod pagination;
 pub mod profile;
+pub mod serve;
 pub mod wire;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody, TimeoutLayer};
 
 use crate::auth::{KeyRegistry, Scope};
 use crate::ratelimit::RateSlot;
@@ -50,7 +53,11 @@ pub struct RouteInfo {
 /// The router and the list of operations it serves, kept together so the OpenAPI
 /// document and the scope checks can be tested against what is really routed.
 struct Routes {
+    /// Operations answered within the request timeout.
     router: Router<AppState>,
+    /// Operations that stream their body and their answer, bounded by the body's idle
+    /// timeout alone.
+    streaming: Router<AppState>,
     table: Vec<RouteInfo>,
 }
 
@@ -63,6 +70,18 @@ impl Routes {
     /// An operation that takes no key.
     fn open(self, method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Self {
         self.add(method, path, None, handler)
+    }
+
+    /// As `keyed`, for an operation that streams (see `Routes::streaming`).
+    fn keyed_streaming<E: Endpoint>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        handler: MethodRouter<AppState>,
+    ) -> Self {
+        self.table.push(RouteInfo { method, path, scope: Some(E::SCOPE) });
+        self.streaming = self.streaming.route(path, handler);
+        self
     }
 
     fn add(
@@ -86,7 +105,7 @@ fn routes() -> Routes {
     use profile as p;
     use Method as M;
     // The storefront account endpoints answer under BizKitHub's two prefixes.
-    Routes { router: Router::new(), table: Vec::new() }
+    Routes { router: Router::new(), streaming: Router::new(), table: Vec::new() }
         .keyed::<c::CreateBody>(M::POST, "/api/v1/customer/create", post(c::create))
         .keyed::<c::DetailQuery>(M::GET, "/api/v1/customer/detail", get(c::detail))
         .keyed::<c::MatchBody>(M::POST, "/api/v1/customer/customer-match-customer", post(c::match_customer))
@@ -95,7 +114,7 @@ fn routes() -> Routes {
         .keyed::<ContactBody>(M::POST, "/api/v1/customer/create-or-update", post(p::create_or_update))
         .keyed::<p::CreditBody>(M::POST, "/api/v1/customer/credit-add", post(p::credit_add))
         .keyed::<p::DeleteBody>(M::POST, "/api/v1/customer/delete", post(p::delete))
-        .keyed::<import::ImportItems>(M::POST, "/api/v1/customer/import", post(import::import))
+        .keyed_streaming::<import::ImportItems>(M::POST, "/api/v1/customer/import", post(import::import))
         .keyed::<a::RegisterBody>(M::POST, "/contact/v1/register-account", post(a::register))
         .keyed::<a::ConfirmQuery>(M::GET, "/contact/v1/confirm-account", get(a::confirm))
         .keyed::<a::LoginBody>(M::POST, "/contact/v1/login", post(a::login))
@@ -125,19 +144,46 @@ pub fn route_table() -> Vec<RouteInfo> {
     routes().table
 }
 
-/// The whole application, with no side effects.
-pub fn app(state: AppState) -> Router {
-    routes()
-        .router
-        .fallback(not_found)
-        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), request_context))
-        .with_state(state)
+/// How long a request may take; see the README's settings table.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// A request that does not stream is answered within this time (else 408).
+    pub request_timeout: Duration,
+    /// A request body may pause this long between two chunks (else 408).
+    pub body_idle_timeout: Duration,
 }
 
-/// The application behind a CORS policy (`app` is the same with CORS off).
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { request_timeout: Duration::from_secs(30), body_idle_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// The whole application with the default limits and CORS off, with no side effects.
+pub fn app(state: AppState) -> Router {
+    app_configured(state, &cors::CorsPolicy::Off, &HttpLimits::default())
+}
+
+/// The application behind a CORS policy, with the default limits.
 pub fn app_with(state: AppState, cors: &cors::CorsPolicy) -> Router {
-    cors.apply(app(state))
+    app_configured(state, cors, &HttpLimits::default())
+}
+
+/// The application behind a CORS policy and within `limits`.
+pub fn app_configured(state: AppState, cors: &cors::CorsPolicy, limits: &HttpLimits) -> Router {
+    let Routes { router, streaming, .. } = routes();
+    let body_idle = ServiceBuilder::new()
+        .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
+        .map_request(|req: axum::http::Request<TimeoutBody<axum::body::Body>>| req.map(axum::body::Body::new));
+    let app = router
+        .route_layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .merge(streaming)
+        .fallback(not_found)
+        .layer(body_idle)
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_context))
+        .with_state(state);
+    cors.apply(app)
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -159,21 +205,33 @@ fn request_id(req: &Request) -> String {
 }
 
 /// Gives each request its id, logs it without its query string (which may hold keys and
-/// identityIds), and turns the router's bare 405 into the error envelope.
+/// identityIds), and turns the bare 405 of the router and 408 of the request timeout into
+/// the error envelope.
 async fn request_context(State(_): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = request_id(&req);
     let rate = RateSlot::default();
     req.extensions_mut().insert(rate.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
     let started = Instant::now();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED && !response.headers().contains_key("content-type") {
+    let bare = !response.headers().contains_key("content-type");
+    if bare && response.status() == StatusCode::REQUEST_TIMEOUT {
+        response = ApiError::RequestTimeout.into_response_with_id(&id);
+    }
+    if bare && response.status() == StatusCode::METHOD_NOT_ALLOWED {
         let allow = response.headers().get("allow").cloned();
         response = ApiError::MethodNotAllowed(method.to_string()).into_response_with_id(&id);
         if let Some(allow) = allow {
             response.headers_mut().insert("allow", allow);
         }
+    }
+    // Refused before its body was read, the connection cannot carry another request:
+    // saying so keeps the client from sending its next one down it.
+    if has_body && matches!(response.status().as_u16(), 401 | 403 | 408 | 413 | 415 | 429) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
