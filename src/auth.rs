@@ -93,6 +93,9 @@ pub struct Caller {
 pub struct KeyRegistry {
     store: DynStore,
     cache: Cache<String, Arc<KeyRecord>>,
+    /// Digests found in the registry lately: still looked up for a client that is
+    /// blocked, so a valid key keeps working beside a flood from the same address.
+    known: Cache<String, ()>,
     unknown: Cache<String, ()>,
     failures: moka::sync::Cache<IpAddr, Arc<Failures>>,
     failure_quota: Quota,
@@ -103,6 +106,9 @@ pub struct KeyRegistry {
 
 /// A key's `last_used_at` is written at most this often per server process.
 pub const KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long a key found in the registry is remembered as one, after its last use.
+pub const KNOWN_KEY_TTI: Duration = Duration::from_secs(3600);
 
 /// How long an unknown key is answered from memory.
 pub const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(60);
@@ -131,6 +137,7 @@ enum Lookup {
 impl KeyRegistry {
     pub fn new(store: DynStore, ttl: Duration) -> Self {
         let cache = Cache::builder().max_capacity(100_000).time_to_live(ttl).build();
+        let known = Cache::builder().max_capacity(100_000).time_to_idle(KNOWN_KEY_TTI).build();
         let unknown = Cache::builder().max_capacity(100_000).time_to_live(UNKNOWN_KEY_TTL).build();
         let failures =
             moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(600)).build();
@@ -138,6 +145,7 @@ impl KeyRegistry {
         Self {
             store,
             cache,
+            known,
             unknown,
             failures,
             failure_quota: Self::failure_quota(AUTH_FAILURES_PER_MINUTE),
@@ -230,8 +238,10 @@ impl KeyRegistry {
         if self.unknown.contains_key(&digest) {
             return Err(AuthError::Missing);
         }
-        if let Some(retry_after) = client.and_then(|ip| self.blocked(ip)) {
-            return Err(AuthError::RateLimited { retry_after });
+        if !self.known.contains_key(&digest) {
+            if let Some(retry_after) = client.and_then(|ip| self.blocked(ip)) {
+                return Err(AuthError::RateLimited { retry_after });
+            }
         }
         let store = self.store.clone();
         let key = digest.clone();
@@ -246,7 +256,10 @@ impl KeyRegistry {
             })
             .await;
         match found {
-            Ok(record) => Ok(record),
+            Ok(record) => {
+                self.known.insert(digest, ()).await;
+                Ok(record)
+            }
             Err(e) => match &*e {
                 Lookup::Unknown => {
                     self.unknown.insert(digest, ()).await;

@@ -137,6 +137,10 @@ pub struct ServeConfig {
     /// `smtps://…`); unset, messages stay queued in mail_outbox.
     #[arg(long, env = "SMTP_URL")]
     pub smtp_url: Option<SecretUrl>,
+    /// SMTP server for the sandbox (DEV_) spaces' messages; unset, they stay queued in
+    /// mail_outbox and never reach a real address.
+    #[arg(long, env = "SANDBOX_SMTP_URL")]
+    pub sandbox_smtp_url: Option<SecretUrl>,
     /// Sender of outgoing mail.
     #[arg(long, env = "MAIL_FROM", default_value = "BizKit Mirror <no-reply@localhost>")]
     pub mail_from: String,
@@ -147,6 +151,16 @@ pub struct ServeConfig {
     /// Import items written per database transaction.
     #[arg(long, env = "IMPORT_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub import_batch_size: u32,
+
+    /// Items one import may carry at most.
+    #[arg(long, env = "IMPORT_MAX_ITEMS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub import_max_items: u64,
+    /// Bytes one import may carry at most.
+    #[arg(long, env = "IMPORT_MAX_BYTES", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub import_max_bytes: u64,
+    /// Failed items after which an import stops (IMPORT_TOO_MANY_ERRORS).
+    #[arg(long, env = "IMPORT_MAX_FAILED_ITEMS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub import_max_failed_items: u64,
 
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
@@ -197,6 +211,11 @@ impl ServeConfig {
         crate::contacts::ContactSettings {
             phone_region: self.default_phone_region,
             import_batch: self.import_batch_size as usize,
+            import_limits: crate::import::ImportLimits {
+                max_items: self.import_max_items,
+                max_bytes: self.import_max_bytes,
+                max_failed: self.import_max_failed_items,
+            },
         }
     }
 

@@ -21,11 +21,11 @@ pub mod limits {
     pub const NOTICE: usize = 2000;
     pub const GROUP_NAME: usize = 100;
     pub const GROUPS: usize = 50;
-    pub const ALTERNATES: usize = 20;
+    pub const ALTERNATES: usize = crate::store::profile_limits::CONTACT_POINTS;
     pub const SUBSCRIPTIONS: usize = 50;
     pub const SUBSCRIPTION_FIELD: usize = 255;
-    /// A `meta` patch as sent, serialised, in bytes.
-    pub const META_BYTES: usize = 16 * 1024;
+    /// A `meta` patch as sent, serialised, in bytes (the merged `meta` has the same limit).
+    pub const META_BYTES: usize = crate::store::profile_limits::META_BYTES;
     pub const CREDIT_REASON: usize = 255;
     /// Largest credit movement in one call, either way; keeps balances far from overflow.
     pub const CREDIT_AMOUNT: i64 = 1_000_000_000_000;

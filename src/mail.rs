@@ -1,6 +1,8 @@
-//! The outbox sender: with `SMTP_URL` set, a background task sends queued messages with
-//! lettre and marks them sent. Without it, messages stay queued in `mail_outbox`.
-//! Logs name a message by id and kind only; its body carries a live token.
+//! The outbox sender: with `SMTP_URL` set, a background task sends the live spaces' queued
+//! messages with lettre and marks them sent; sandbox (DEV_) messages go out only through
+//! a `SANDBOX_SMTP_URL` of their own, so a test key never mails a real person. Without a
+//! sender, messages stay queued in `mail_outbox`. Logs name a message by id and kind
+//! only; its body carries a live token.
 
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::store::{DynStore, OutboxMessage};
+use crate::store::{DynStore, Mode, OutboxMessage};
 
 /// A message that failed this many times is left for an operator.
 const MAX_ATTEMPTS: i64 = 10;
@@ -18,6 +20,8 @@ const POLL: Duration = Duration::from_secs(5);
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// Whose messages this sender sends: the live spaces' or the sandboxes'.
+    mode: Mode,
 }
 
 impl Mailer {
@@ -26,7 +30,13 @@ impl Mailer {
     pub fn new(smtp_url: &str, from: &str) -> anyhow::Result<Mailer> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)?.build();
         let from = from.parse().map_err(|e| anyhow::anyhow!("MAIL_FROM is not a mailbox: {e}"))?;
-        Ok(Mailer { transport, from })
+        Ok(Mailer { transport, from, mode: Mode::Live })
+    }
+
+    /// Sends the sandbox spaces' messages instead of the live ones'.
+    pub fn for_sandbox(mut self) -> Mailer {
+        self.mode = Mode::Sandbox;
+        self
     }
 
     async fn send(&self, m: &OutboxMessage) -> anyhow::Result<()> {
@@ -43,7 +53,7 @@ impl Mailer {
     /// Sends every pending message once; returns how many were sent.
     pub async fn drain(&self, store: &DynStore) -> anyhow::Result<usize> {
         let mut sent = 0;
-        for m in store.pending_outbox(MAX_ATTEMPTS, BATCH).await? {
+        for m in store.pending_outbox(self.mode, MAX_ATTEMPTS, BATCH).await? {
             match self.send(&m).await {
                 Ok(()) => {
                     store.mark_outbox_sent(m.id).await?;

@@ -157,7 +157,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open(&db).await?;
             let mode = if sandbox { Mode::Sandbox } else { Mode::Live };
             let space = store.space_of(&org, mode).await.with_context(|| format!("no organisation {org:?}"))?;
-            let settings = ContactSettings { phone_region, import_batch: batch_size as usize };
+            // The operator's own file: no limit on its size or its failures.
+            let import_limits = bizkit_mirror::import::ImportLimits::NONE;
+            let settings = ContactSettings { phone_region, import_batch: batch_size as usize, import_limits };
             let report = |r: &bizkit_mirror::import::ItemResult| {
                 eprintln!("item {}: {}", r.index, bizkit_mirror::http::import::item_json(r)["error"]);
             };

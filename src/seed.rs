@@ -56,8 +56,8 @@ pub struct Seed {
 }
 
 pub const DEMO: Seed = Seed {
-    organisation: "default",
-    organisation_name: "Default organisation",
+    organisation: "demo",
+    organisation_name: "Demo organisation (public example keys)",
     keys: &[
         SeedKey { kind: ApiKeyKind::Prod, key: "PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE", label: "demo (public)" },
         SeedKey { kind: ApiKeyKind::Dev, key: "DEV_PGrFxpGEtrOZfuWhnoJohUYBXuOE", label: "demo (public)" },
@@ -108,19 +108,9 @@ impl Seed {
     /// Customers and credit go through the same writes as the API.
     pub async fn apply(&self, store: &DynStore) -> anyhow::Result<()> {
         store.ensure_organisation(self.organisation, self.organisation_name).await?;
-        for k in self.keys {
-            let key = ApiKey::parse(k.key).context("demo key")?;
-            let new = NewKey {
-                kind: k.kind,
-                digest: key.digest(),
-                prefix: key.prefix8().to_owned(),
-                label: k.label.to_owned(),
-                scopes: Scope::all_names(),
-                expires_at: None,
-                rate_limit_per_minute: None,
-            };
-            store.insert_key(self.organisation, &new).await?;
-        }
+        // Claimed, not only added: a key left revoked by a start without --demo, or left in
+        // another organisation by an older version, is enabled again here, in this one.
+        store.claim_keys(self.organisation, &self.new_keys()?).await?;
         for mode in [Mode::Live, Mode::Sandbox] {
             let space = store.space_of(self.organisation, mode).await?;
             for c in self.customers {
@@ -163,6 +153,33 @@ impl Seed {
             }
         }
         Ok(())
+    }
+}
+
+impl Seed {
+    fn new_keys(&self) -> anyhow::Result<Vec<NewKey>> {
+        self.keys
+            .iter()
+            .map(|k| {
+                let key = ApiKey::parse(k.key).context("demo key")?;
+                Ok(NewKey {
+                    kind: k.kind,
+                    digest: key.digest(),
+                    prefix: key.prefix8().to_owned(),
+                    label: k.label.to_owned(),
+                    scopes: Scope::all_names(),
+                    expires_at: None,
+                    rate_limit_per_minute: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes the public keys, wherever they are; how many were live. A server started
+    /// without `--demo` must not answer to keys anyone can read in BizKitHub's documents.
+    pub async fn disable_keys(&self, store: &DynStore) -> anyhow::Result<u64> {
+        let digests: Vec<String> = self.new_keys()?.into_iter().map(|k| k.digest).collect();
+        Ok(store.revoke_keys(&digests).await?)
     }
 }
 

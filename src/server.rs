@@ -73,11 +73,21 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
             println!("  {:<4}  {}", key.kind().as_str(), key.expose());
         }
     }
+    if !config.demo {
+        let disabled = crate::seed::DEMO.disable_keys(&store).await?;
+        if disabled > 0 {
+            tracing::warn!(
+                disabled,
+                "disabled the public demo keys PRODPGrF…, DEV_PGrF… and ROOTPGrF…: started without --demo"
+            );
+        }
+    }
     if config.demo {
         crate::seed::DEMO.apply(&store).await?;
         tracing::warn!(
-            "DEMO MODE: seeded the public example keys PRODPGrF…, DEV_PGrF… and ROOTPGrF…; anyone who has read \
-             BizKitHub's documentation can use them. Never run --demo on data you care about."
+            "DEMO MODE: seeded organisation `demo` with the public example keys PRODPGrF…, DEV_PGrF… and \
+             ROOTPGrF…; anyone who has read BizKitHub's documentation can use them. They reach `demo` alone, \
+             and a start without --demo disables them."
         );
     }
     let listener =
@@ -95,9 +105,19 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
             let mailer = crate::mail::Mailer::new(url.expose(), &config.mail_from)
                 .with_context(|| format!("cannot use SMTP_URL {url}"))?;
             mailer.spawn(store.clone());
-            tracing::info!(smtp = %url, "sending the mail outbox over SMTP");
+            tracing::info!(smtp = %url, "sending the live spaces' mail outbox over SMTP");
         }
         None => tracing::info!("SMTP_URL is not set: messages stay queued in mail_outbox"),
+    }
+    match &config.sandbox_smtp_url {
+        Some(url) => {
+            let mailer = crate::mail::Mailer::new(url.expose(), &config.mail_from)
+                .with_context(|| format!("cannot use SANDBOX_SMTP_URL {url}"))?
+                .for_sandbox();
+            mailer.spawn(store.clone());
+            tracing::info!(smtp = %url, "sending the sandbox spaces' mail outbox over SMTP");
+        }
+        None => tracing::info!("SANDBOX_SMTP_URL is not set: sandbox messages stay queued in mail_outbox"),
     }
     let state = AppState {
         store,

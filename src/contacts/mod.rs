@@ -18,11 +18,12 @@ pub struct ContactSettings {
     pub phone_region: Region,
     /// Import items written per transaction.
     pub import_batch: usize,
+    pub import_limits: crate::import::ImportLimits,
 }
 
 impl Default for ContactSettings {
     fn default() -> Self {
-        Self { phone_region: Region::CZ, import_batch: 500 }
+        Self { phone_region: Region::CZ, import_batch: 500, import_limits: Default::default() }
     }
 }
 

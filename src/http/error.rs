@@ -12,7 +12,7 @@ use crate::contacts::ContactError;
 use crate::customers::CustomerError;
 use crate::fields::{InputError, Problem};
 use crate::normalize::{PasswordError, PASSWORD_MAX_CHARS};
-use crate::store::{ContactRefusal, StoreError};
+use crate::store::{ContactRefusal, ProfileLimit, StoreError};
 
 tokio::task_local! {
     /// The current request's id, so every error envelope can carry it.
@@ -89,6 +89,12 @@ pub enum ApiError {
     /// 413 PAYLOAD_TOO_LARGE
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 413 PAYLOAD_TOO_LARGE: more items or bytes than one import may carry.
+    #[error("{0}")]
+    ImportTooLarge(String),
+    /// 400 IMPORT_TOO_MANY_ERRORS: an import stopped after this many failed items.
+    #[error("the import stopped after {0} failed items; fix them and send the rest again")]
+    ImportTooManyErrors(u64),
     /// 415 UNSUPPORTED_MEDIA_TYPE
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
@@ -124,7 +130,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             ApiError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ApiError::RequestTimeout => "REQUEST_TIMEOUT",
-            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::PayloadTooLarge(_) | ApiError::ImportTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::ImportTooManyErrors(_) => "IMPORT_TOO_MANY_ERRORS",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::Unavailable => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
@@ -153,7 +160,8 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) | ApiError::ImportTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ImportTooManyErrors(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -281,6 +289,14 @@ impl From<ContactError> for ApiError {
                     format!("subscription {id} belongs to another contact"),
                     Some("subscriptions.externalId"),
                 ),
+                ContactRefusal::OverLimit(limit) => {
+                    let field = match limit {
+                        ProfileLimit::Meta => "meta",
+                        ProfileLimit::RunningSubscriptions => "subscriptions",
+                        ProfileLimit::ContactPoints => "alternateEmails",
+                    };
+                    ApiError::ValueTooLong { field, max: limit.max() }
+                }
                 ContactRefusal::NoContactPoint => {
                     ApiError::invalid("a new contact needs an email or a phone", Some("email"))
                 }

@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::extract::{authorize, is_json, media_type, request_key, Endpoint};
 use super::AppState;
 use crate::auth::Scope;
-use crate::import::{reader, Importer, ItemResult, Stop, Summary, READ_AHEAD};
+use crate::import::{Importer, ItemResult, Stop, Summary};
 
 /// The import's input is the body itself: items, not a request object.
 pub struct ImportItems;
@@ -48,9 +48,18 @@ pub fn item_json(result: &ItemResult) -> Value {
     }
 }
 
+/// An item's message is at most this many characters, so an answer to garbage is never
+/// much larger than the garbage.
+const ITEM_MESSAGE_CHARS: usize = 200;
+
 fn item_error(e: &crate::contacts::ContactError) -> Value {
     let error = ApiError::from(e.clone());
-    let mut json = serde_json::json!({ "code": error.code(), "message": error.to_string() });
+    let mut message = error.to_string();
+    if let Some((cut, _)) = message.char_indices().nth(ITEM_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push('…');
+    }
+    let mut json = serde_json::json!({ "code": error.code(), "message": message });
     if let Some(field) = error.field() {
         json["field"] = Value::from(field);
     }
@@ -75,11 +84,14 @@ struct StopJson {
     message: String,
 }
 
+const NOT_WRITTEN: &str = "the database failed; items from here on were not written";
+
 /// How a stop reads to a client: its code and message.
 fn stop_error(stop: &Stop) -> ApiError {
-    const NOT_WRITTEN: &str = "the database failed; items from here on were not written";
     match stop {
         Stop::Input(message) => ApiError::invalid(message.clone(), None),
+        Stop::TooLarge(message) => ApiError::ImportTooLarge(message.clone()),
+        Stop::TooManyErrors(max) => ApiError::ImportTooManyErrors(*max),
         Stop::Unavailable => ApiError::Unavailable,
         Stop::Internal(detail) => ApiError::Internal(format!("{NOT_WRITTEN}: {detail}")),
     }
@@ -90,10 +102,8 @@ impl From<&Summary> for SummaryJson {
         let error = s.stop.as_ref().map(|stop| StopJson {
             code: stop_error(stop).code(),
             message: match stop {
-                Stop::Input(message) => message.clone(),
-                Stop::Unavailable | Stop::Internal(_) => {
-                    "the database failed; items from here on were not written".into()
-                }
+                Stop::Unavailable | Stop::Internal(_) => NOT_WRITTEN.into(),
+                other => stop_error(other).to_string(),
             },
         });
         SummaryJson { items: s.items, ok: s.ok, created: s.created, failed: s.failed, complete: s.complete, error }
@@ -113,8 +123,7 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Respo
         return Err(ApiError::UnsupportedMediaType);
     }
     let input = SyncIoBridge::new(StreamReader::new(body.into_data_stream().map_err(std::io::Error::other)));
-    let rx = reader::spawn_reader(input, state.contacts.import_batch, READ_AHEAD);
-    let mut importer = Importer::new(state.store.clone(), caller.space, state.contacts, rx);
+    let mut importer = Importer::start(state.store.clone(), caller.space, state.contacts, input);
 
     let file = tempfile::tempfile().map_err(io_error)?;
     let mut out = BufWriter::new(tokio::fs::File::from_std(file));

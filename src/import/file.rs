@@ -3,12 +3,10 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{reader, CountingReader, Importer, ItemResult, Summary, READ_AHEAD};
+use super::{Importer, ItemResult, Summary};
 use crate::contacts::ContactSettings;
 use crate::store::{DynStore, SpaceId};
 
@@ -28,16 +26,14 @@ pub async fn import_file(
         let length = file.metadata().ok().map(|m| m.len());
         (Box::new(file), length)
     };
-    let read = Arc::new(AtomicU64::new(0));
-    let rx = reader::spawn_reader(CountingReader::new(input, read.clone()), settings.import_batch, READ_AHEAD);
     let bar = progress_bar(length);
-    let mut importer = Importer::new(store, space, settings, rx);
+    let mut importer = Importer::start(store, space, settings, input);
     while let Some(results) = importer.next().await {
         for r in results.iter().filter(|r| r.outcome.is_err()) {
             bar.suspend(|| report(r));
         }
         let s = importer.summary();
-        bar.set_position(read.load(Ordering::Relaxed));
+        bar.set_position(importer.bytes_read());
         bar.set_message(format!("{} contacts, {} created, {} failed", s.items, s.created, s.failed));
     }
     bar.finish_and_clear();

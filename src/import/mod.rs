@@ -7,6 +7,10 @@ pub mod reader;
 
 pub use reader::{CountingReader, End, Item, Message};
 
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::mpsc::Receiver;
 
 use crate::contacts::{ContactBody, ContactError, ContactSettings};
@@ -15,6 +19,26 @@ use crate::store::{DynStore, SpaceId, StoreError};
 
 /// Batches the reader may hold ready beyond the one being written.
 pub const READ_AHEAD: usize = 2;
+
+/// How much one import may carry; see the README's settings table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    pub max_items: u64,
+    pub max_bytes: u64,
+    /// The import stops once this many items have failed.
+    pub max_failed: u64,
+}
+
+impl ImportLimits {
+    /// No limit: the command line's own files.
+    pub const NONE: ImportLimits = ImportLimits { max_items: u64::MAX, max_bytes: u64::MAX, max_failed: u64::MAX };
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        Self { max_items: 1_000_000, max_bytes: 1 << 30, max_failed: 1_000 }
+    }
+}
 
 /// The result of one item, in input order: whether it was created, and its cuRefNo.
 #[derive(Debug)]
@@ -41,6 +65,10 @@ pub struct Summary {
 pub enum Stop {
     /// The input could not be read on (broken JSON, a read error).
     Input(String),
+    /// More items or bytes than one import may carry.
+    TooLarge(String),
+    /// `max_failed` items failed; the rest was not read.
+    TooManyErrors(u64),
     /// The database is unreachable; nothing from here on was written.
     Unavailable,
     /// The database failed otherwise; nothing from here on was written.
@@ -53,12 +81,28 @@ pub struct Importer {
     space: SpaceId,
     settings: ContactSettings,
     rx: Option<Receiver<Message>>,
+    read: Arc<AtomicU64>,
     summary: Summary,
 }
 
 impl Importer {
-    pub fn new(store: DynStore, space: SpaceId, settings: ContactSettings, rx: Receiver<Message>) -> Self {
-        Importer { store, space, settings, rx: Some(rx), summary: Summary::default() }
+    /// Reads `input` on the blocking pool, bounded by the settings' import limits; each
+    /// `next` applies one batch of it to `space`.
+    pub fn start<R: Read + Send + 'static>(
+        store: DynStore,
+        space: SpaceId,
+        settings: ContactSettings,
+        input: R,
+    ) -> Self {
+        let read = Arc::new(AtomicU64::new(0));
+        let input = CountingReader::new(input, read.clone()).with_limit(settings.import_limits.max_bytes);
+        let rx = reader::spawn_reader(input, settings.import_batch, READ_AHEAD);
+        Importer { store, space, settings, rx: Some(rx), read, summary: Summary::default() }
+    }
+
+    /// Bytes of the input read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
     }
 
     /// The results of the next batch, in order; `None` once the input has ended or the
@@ -68,8 +112,10 @@ impl Importer {
         match rx.recv().await {
             Some(Message::Batch(items)) => Some(self.apply(items).await),
             Some(Message::End(end)) => {
+                let limit = self.settings.import_limits.max_bytes;
                 match end {
                     End::Complete => self.summary.complete = true,
+                    End::Failed(message) if self.bytes_read() > limit => self.stop(Stop::TooLarge(message)),
                     End::Failed(message) => self.stop(Stop::Input(message)),
                 }
                 self.rx = None;
@@ -93,11 +139,22 @@ impl Importer {
         self.rx = None;
     }
 
-    async fn apply(&mut self, items: Vec<Item>) -> Vec<ItemResult> {
+    async fn apply(&mut self, mut items: Vec<Item>) -> Vec<ItemResult> {
+        let limits = self.settings.import_limits;
+        let room = limits.max_items.saturating_sub(self.summary.items);
+        if items.len() as u64 > room {
+            items.truncate(room as usize);
+            self.stop(Stop::TooLarge(format!("an import may carry at most {} items", limits.max_items)));
+        }
         let region = self.settings.phone_region;
+        let mut failed = self.summary.failed;
         let mut writes = Vec::with_capacity(items.len());
         let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
         for item in items {
+            if failed >= limits.max_failed {
+                self.stop(Stop::TooManyErrors(limits.max_failed));
+                break;
+            }
             let write =
                 item.value.map_err(malformed).and_then(ContactBody::from_json).and_then(|body| body.into_write(region));
             let outcome = match write {
@@ -105,7 +162,10 @@ impl Importer {
                     writes.push(w);
                     Ok((false, String::new()))
                 }
-                Err(e) => Err(ContactError::Input(e)),
+                Err(e) => {
+                    failed += 1;
+                    Err(ContactError::Input(e))
+                }
             };
             results.push(ItemResult { index: item.index, outcome });
         }
@@ -143,6 +203,9 @@ impl Importer {
                 }
                 Err(_) => self.summary.failed += 1,
             }
+        }
+        if self.summary.failed >= limits.max_failed && self.summary.stop.is_none() {
+            self.stop(Stop::TooManyErrors(limits.max_failed));
         }
         results
     }

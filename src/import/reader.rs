@@ -95,22 +95,40 @@ pub fn spawn_reader<R: Read + Send + 'static>(reader: R, batch: usize, depth: us
     let (tx, rx) = mpsc::channel(depth.max(1));
     tokio::task::spawn_blocking(move || {
         let mut sink = Sink { tx, batch: Vec::new(), size: batch.max(1) };
-        if let Ok(end) = read_all(reader, &mut sink) {
-            sink.finish(end);
+        let mut input = BufReader::with_capacity(READ_BUFFER, reader);
+        match read_all(&mut input, &mut sink) {
+            Ok(end) => sink.finish(end),
+            // Nobody wants the rest. Some more of it is read and dropped all the same: a
+            // connection closed with unread input is reset, and the reset would take the
+            // answer already sent with it.
+            Err(Stopped) => {
+                let _ = io::copy(&mut input.take(DRAIN_AFTER_STOP), &mut io::sink());
+            }
         }
     });
     rx
 }
 
-/// Counts the bytes read through it into a shared counter, for a progress display.
+/// Input read and dropped after the consumer stopped, at most.
+const DRAIN_AFTER_STOP: u64 = 16 * 1024 * 1024;
+
+/// Counts the bytes read through it into a shared counter (for a progress display and
+/// the import's byte limit), failing the read once more than `limit` bytes have come.
 pub struct CountingReader<R> {
     inner: R,
     counter: Arc<AtomicU64>,
+    limit: u64,
 }
 
 impl<R> CountingReader<R> {
     pub fn new(inner: R, counter: Arc<AtomicU64>) -> CountingReader<R> {
-        CountingReader { inner, counter }
+        CountingReader { inner, counter, limit: u64::MAX }
+    }
+
+    /// Fails the read that would take the count past `limit`.
+    pub fn with_limit(mut self, limit: u64) -> CountingReader<R> {
+        self.limit = limit;
+        self
     }
 
     pub fn into_inner(self) -> R {
@@ -121,7 +139,10 @@ impl<R> CountingReader<R> {
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        let total = self.counter.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total > self.limit {
+            return Err(io::Error::other(format!("the input is larger than {} bytes", self.limit)));
+        }
         Ok(n)
     }
 }
@@ -170,8 +191,7 @@ impl Sink {
     }
 }
 
-fn read_all<R: Read>(reader: R, sink: &mut Sink) -> Result<End, Stopped> {
-    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+fn read_all<R: Read>(reader: &mut BufReader<R>, sink: &mut Sink) -> Result<End, Stopped> {
     let start = loop {
         match reader.fill_buf() {
             Ok(buf) => break if buf.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 },
@@ -180,13 +200,13 @@ fn read_all<R: Read>(reader: R, sink: &mut Sink) -> Result<End, Stopped> {
         }
     };
     reader.consume(start);
-    let format = match sniff(&mut reader) {
+    let format = match sniff(reader) {
         Ok(format) => format,
         Err(e) => return Ok(End::Failed(format!("reading the input at byte {start}: {e}"))),
     };
     match format {
-        Format::Ndjson => read_ndjson(&mut reader, sink, start as u64),
-        Format::JsonArray => read_array(&mut reader, sink, start as u64),
+        Format::Ndjson => read_ndjson(reader, sink, start as u64),
+        Format::JsonArray => read_array(reader, sink, start as u64),
     }
 }
 

@@ -104,6 +104,11 @@ pub trait AdminStore: Send + Sync {
     /// Registers a key for an organisation; an existing digest is left as it is.
     /// `NotFound` if the organisation does not exist.
     async fn insert_key(&self, organisation: &str, key: &NewKey) -> StoreResult<()>;
+    /// Registers these keys for an organisation, moving any already registered elsewhere
+    /// to it and lifting their revocation; `NotFound` if the organisation does not exist.
+    async fn claim_keys(&self, organisation: &str, keys: &[NewKey]) -> StoreResult<()>;
+    /// Revokes every live key with one of these digests; how many were live.
+    async fn revoke_keys(&self, digests: &[String]) -> StoreResult<u64>;
     /// Registers a new key; `NotFound` if the organisation does not exist, `Conflict` if
     /// the digest is registered.
     async fn create_key(&self, organisation: &str, key: &NewKey) -> StoreResult<KeyInfo>;
@@ -220,8 +225,9 @@ pub trait ContactStore: Send + Sync {
 /// The mail outbox: messages queued by registration, read by the SMTP sender.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Unsent messages tried fewer than `max_attempts` times, oldest first.
-    async fn pending_outbox(&self, max_attempts: i64, limit: i64) -> StoreResult<Vec<OutboxMessage>>;
+    /// Unsent messages of the spaces of `mode` tried fewer than `max_attempts` times,
+    /// oldest first.
+    async fn pending_outbox(&self, mode: Mode, max_attempts: i64, limit: i64) -> StoreResult<Vec<OutboxMessage>>;
     /// Marks a message sent and clears its body, which carried a live token.
     async fn mark_outbox_sent(&self, id: i64) -> StoreResult<()>;
     async fn mark_outbox_failed(&self, id: i64, error: &str) -> StoreResult<()>;

@@ -81,9 +81,38 @@ pub struct SubscriptionWrite {
     pub valid_until: Patch<DateTime<Utc>>,
 }
 
+/// What one customer's profile may hold, however many writes built it.
+pub mod profile_limits {
+    /// The merged `meta`, serialised, in bytes.
+    pub const META_BYTES: usize = 16 * 1024;
+    pub const RUNNING_SUBSCRIPTIONS: usize = 100;
+    /// Alternate e-mail addresses and phone numbers together.
+    pub const CONTACT_POINTS: usize = 20;
+}
+
+/// Which of `profile_limits` a write would have passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileLimit {
+    Meta,
+    RunningSubscriptions,
+    ContactPoints,
+}
+
+impl ProfileLimit {
+    pub fn max(self) -> usize {
+        match self {
+            ProfileLimit::Meta => profile_limits::META_BYTES,
+            ProfileLimit::RunningSubscriptions => profile_limits::RUNNING_SUBSCRIPTIONS,
+            ProfileLimit::ContactPoints => profile_limits::CONTACT_POINTS,
+        }
+    }
+}
+
 /// Why a write was refused; nothing of it was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContactRefusal {
+    /// The profile would hold more than one of `profile_limits` allows.
+    OverLimit(ProfileLimit),
     /// No live contact has the given cuRefNo.
     NotFound,
     ReferrerNotFound,

@@ -151,3 +151,75 @@ async fn database_outage_is_503_postgres() {
     let (status, res) = import(&app, "application/x-ndjson", "{\"email\": \"down@example.com\"}\n").await;
     assert_eq!((status, res["summary"]["created"].as_u64()), (200, Some(1)), "{res}");
 }
+
+backend_test!(garbage_stops_after_too_many_failed_items, |app| {
+    // Setup: 5 MB of lines that are not JSON
+    let garbage = "x\n".repeat(5 * 1024 * 1024 / 2);
+
+    // Exec
+    let res = app
+        .client
+        .post(app.url(IMPORT))
+        .bearer_auth(&app.keys.prod)
+        .header("content-type", "application/x-ndjson")
+        .body(garbage)
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await.expect("answer");
+
+    // Check: stopped at the limit, and the answer is far smaller than the input
+    assert_eq!(status, 200);
+    assert!(bytes.len() < 1024 * 1024, "an answer of {} bytes to 5 MB of garbage", bytes.len());
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["success"], false);
+    assert_eq!(body["summary"]["items"], 1000);
+    assert_eq!(body["summary"]["failed"], 1000);
+    assert_eq!(body["summary"]["complete"], false);
+    assert_eq!(body["summary"]["error"]["code"], "IMPORT_TOO_MANY_ERRORS");
+    assert_eq!(body["results"].as_array().unwrap().len(), 1000);
+});
+
+/// An import past its item or byte limit stops there: what came before is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_is_limited_in_items_and_bytes() {
+    use crate::support::child::ChildServer;
+    let server = ChildServer::new(["serve", "--demo"])
+        .fresh_sqlite()
+        .env("IMPORT_MAX_ITEMS", "3")
+        .env("IMPORT_MAX_BYTES", "100000")
+        .unlimited_rates()
+        .start();
+    let send = |body: String| {
+        let url = server.url(IMPORT);
+        async move {
+            let res = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(crate::support::child::DEMO_PROD)
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            support::split(res).await
+        }
+    };
+    let item = |i: usize| json!({ "email": format!("limit{i}@example.com") }).to_string();
+
+    // Items: the first three are written, then the import stops
+    let (status, body) = send((0..5).map(item).collect::<Vec<_>>().join("\n")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summary"]["items"], 3, "{body}");
+    assert_eq!(body["summary"]["created"], 3, "{body}");
+    assert_eq!(body["summary"]["complete"], false);
+    assert_eq!(body["summary"]["error"]["code"], "PAYLOAD_TOO_LARGE");
+
+    // Bytes: an input past the limit stops where the limit is reached
+    let padded = |i: usize| json!({ "email": format!("bytes{i}@example.com"), "meta": { "pad": "x".repeat(40_000) } });
+    let (status, body) = send([padded(0), padded(1), padded(2)].map(|v| v.to_string()).join("\n")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summary"]["complete"], false, "{body}");
+    assert_eq!(body["summary"]["error"]["code"], "PAYLOAD_TOO_LARGE", "{body}");
+    assert!(body["summary"]["items"].as_u64().unwrap() < 3, "{body}");
+}

@@ -87,6 +87,32 @@ backend_test!(outbox_is_sent_over_smtp_and_marked, |app| {
     let sent = app.db.latest_outbox_message(space, email).await.unwrap();
     assert!(sent.sent_at.is_some());
     assert_eq!(sent.body, "", "a sent message no longer holds the token");
-    assert!(app.store.pending_outbox(10, 50).await.unwrap().is_empty());
+    assert!(app.store.pending_outbox(bizkit_mirror::store::Mode::Live, 10, 50).await.unwrap().is_empty());
     assert_eq!(mailer.drain(&app.store).await.unwrap(), 0, "nothing is sent twice");
+});
+
+backend_test!(sandbox_mail_stays_queued_unless_it_has_its_own_sender, |app| {
+    // Setup: a DEV_ key's registration queues its confirmation in the sandbox
+    let email = "sandbox@example.com";
+    let (status, body) = app
+        .post("/contact/v1/register-account", &app.keys.dev, json!({ "email": email, "password": "Correct1Horse" }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let sandbox = app.store.space_of("acme", Mode::Sandbox).await.unwrap();
+    assert!(app.db.latest_outbox_message(sandbox, email).await.is_some(), "queued");
+    let (port, seen) = smtp_server().await;
+    let url = format!("smtp://127.0.0.1:{port}");
+
+    // Exec + Check: the production sender leaves it alone
+    let live = Mailer::new(&url, "Shop <no-reply@shop.example>").unwrap();
+    assert_eq!(live.drain(&app.store).await.unwrap(), 0);
+    assert!(!seen.lock().unwrap().contains(email), "a sandbox message reached the live sender");
+    let queued = app.db.latest_outbox_message(sandbox, email).await.unwrap();
+    assert_eq!((queued.sent_at, queued.attempts), (None, 0));
+
+    // Exec + Check: a sender for the sandbox sends it
+    let sandbox_sender = Mailer::new(&url, "Shop <no-reply@shop.example>").unwrap().for_sandbox();
+    assert_eq!(sandbox_sender.drain(&app.store).await.unwrap(), 1);
+    assert!(seen.lock().unwrap().contains(&format!("RCPT TO:<{email}>")));
+    assert!(app.db.latest_outbox_message(sandbox, email).await.unwrap().sent_at.is_some());
 });

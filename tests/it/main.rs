@@ -15,6 +15,7 @@ mod customer;
 mod deploy;
 mod http;
 mod import;
+mod limits;
 mod mail;
 mod openapi;
 mod process;

@@ -13,32 +13,24 @@ const SPEC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
 const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
 /// The error codes of the contract (API.md §7), in its order.
-const CONTRACT_ERROR_CODES: [&str; 24] = [
-    "PUBLIC_API_KEY_DOES_NOT_EXIST",
-    "PUBLIC_API_KEY_INVALID_FORMAT",
-    "PUBLIC_API_KEY_EXPIRED",
-    "PUBLIC_API_KEY_REVOKED",
-    "PUBLIC_API_KEY_FORBIDDEN",
-    "RATE_LIMIT_EXCEEDED",
-    "INVALID_REQUEST",
-    "INVALID_EMAIL",
-    "INVALID_IP_ADDRESS",
-    "INVALID_PHONE",
-    "INVALID_CU_REF_NO",
-    "INVALID_IDENTITY_ID",
-    "VALUE_TOO_LONG",
-    "WEAK_PASSWORD",
-    "SELF_MATCH_NOT_ALLOWED",
-    "CUSTOMER_NOT_FOUND",
-    "MANAGER_NOT_FOUND",
-    "ROUTE_NOT_FOUND",
-    "METHOD_NOT_ALLOWED",
-    "IDEMPOTENCY_KEY_REUSED",
-    "PAYLOAD_TOO_LARGE",
-    "UNSUPPORTED_MEDIA_TYPE",
-    "SERVICE_UNAVAILABLE",
-    "INTERNAL_ERROR",
-];
+/// Codes of API.md §7 for features this server does not have yet (merging customers,
+/// webhooks): the spec may leave them out until it has them.
+const NOT_YET_RETURNED: [&str; 2] = ["CUSTOMER_MERGED", "WEBHOOK_ENDPOINT_INVALID"];
+
+/// The error codes of API.md §7, read from the table itself.
+fn contract_error_codes() -> BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/API.md");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let section = text.split("\n## 7.").nth(1).expect("API.md has §7").split("\n## ").next().unwrap();
+    section
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .flat_map(|cell| cell.split(|c: char| !(c.is_ascii_uppercase() || c == '_')))
+        .filter(|w| w.len() > 3 && w.contains('_'))
+        .map(str::to_owned)
+        .collect()
+}
 
 fn spec_text() -> String {
     std::fs::read_to_string(SPEC_PATH).unwrap_or_else(|e| panic!("read {SPEC_PATH}: {e}"))
@@ -205,9 +197,11 @@ fn every_error_code_in_the_spec_is_known() {
     let listed: Vec<&str> = codes.iter().map(|c| c.as_str().expect("codes are strings")).collect();
     let documented: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(documented.len(), listed.len(), "duplicate codes in the enum: {listed:?}");
-    let contract: BTreeSet<&str> = CONTRACT_ERROR_CODES.into_iter().collect();
+    let contract = contract_error_codes();
+    assert!(contract.len() >= 24, "read too few codes from API.md §7: {contract:?}");
+    let contract: BTreeSet<&str> = contract.iter().map(String::as_str).collect();
     let unknown: Vec<_> = documented.difference(&contract).collect();
-    let absent: Vec<_> = contract.difference(&documented).collect();
+    let absent: Vec<_> = contract.difference(&documented).filter(|c| !NOT_YET_RETURNED.contains(c)).collect();
     assert!(
         unknown.is_empty() && absent.is_empty(),
         "the Error code enum differs from API.md §7\n  not in API.md: {unknown:?}\n  missing from the enum: {absent:?}"

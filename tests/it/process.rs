@@ -264,6 +264,64 @@ async fn demo_is_idempotent_and_matches_seed_002(backend: Backend) {
 }
 per_backend!(demo_is_idempotent_and_matches_seed_002, super::demo_is_idempotent_and_matches_seed_002);
 
+/// The public demo keys belong to organisation `demo` and reach nothing else; a start
+/// without `--demo` disables them, a later `--demo` start enables them again.
+async fn demo_keys_reach_demo_alone_and_only_under_demo(backend: Backend) {
+    // Setup: a demo start on an empty database; the operator's own ROOT key
+    let Some(db) = fresh_db(backend).await else { return };
+    let server = Server::start(&db.url, &["serve", "--demo"], &[]);
+    let (_, _, root) = first_start_keys(&server);
+    let get = |key: &str, path: &str| server.client.get(server.url(path)).bearer_auth(key);
+    let post = |key: &str, path: &str, body: Value| server.client.post(server.url(path)).bearer_auth(key).json(&body);
+    let slugs = |body: &Value| -> Vec<String> {
+        body["organisations"].as_array().unwrap().iter().map(|o| o["slug"].as_str().unwrap().to_owned()).collect()
+    };
+    let (status, body) =
+        server.send(post(&root, "/admin/v1/organisations", json!({"slug": "opco", "name": "Opco"}))).await;
+    assert_eq!(status, 200, "the operator creates an organisation: {body}");
+
+    // Exec + Check: the demo keys work in `demo`, and only there
+    let (status, body) = server.ping(DEMO_PROD).await;
+    assert_eq!((status, body["organisation"].as_str()), (200, Some("demo")), "{body}");
+    let (status, body) = server.send(get(DEMO_ROOT, "/admin/v1/organisations")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(slugs(&body), ["demo"], "the demo ROOT key sees its own organisation alone");
+    let (_, body) = server.send(get(&root, "/admin/v1/organisations")).await;
+    assert_eq!(slugs(&body), ["default", "demo", "opco"]);
+    for (what, req) in [
+        ("mint a key for opco", post(DEMO_ROOT, "/admin/v1/api-keys", json!({"organisation": "opco", "kind": "ROOT"}))),
+        (
+            "mint a key for default",
+            post(DEMO_ROOT, "/admin/v1/api-keys", json!({"organisation": "default", "kind": "PROD"})),
+        ),
+        ("list opco's keys", get(DEMO_ROOT, "/admin/v1/api-keys?organisation=opco")),
+        ("read default's audit", get(DEMO_ROOT, "/admin/v1/audit?organisation=default")),
+        ("create an organisation", post(DEMO_ROOT, "/admin/v1/organisations", json!({"slug": "evil", "name": "Evil"}))),
+    ] {
+        let got = server.send(req).await;
+        support::assert_error(&got, 403, "PUBLIC_API_KEY_FORBIDDEN");
+        assert_eq!(got.0, 403, "the demo ROOT key may not {what}");
+    }
+    server.stop_ok();
+
+    // Exec: a start without --demo disables the public keys, and says so
+    let server = Server::start(&db.url, &["serve"], &[]);
+    for key in [DEMO_PROD, DEMO_DEV, DEMO_ROOT] {
+        let got = server.ping(key).await;
+        support::assert_error(&got, 401, "PUBLIC_API_KEY_REVOKED");
+    }
+    assert_eq!(server.ping(&root).await.0, 200, "the operator's key is untouched");
+    let stopped = server.stop_ok();
+    assert!(stopped.stderr.contains("disabled the public demo keys"), "{}", stopped.stderr);
+
+    // Exec + Check: --demo enables them again
+    let server = Server::start(&db.url, &["serve", "--demo"], &[]);
+    let (status, body) = server.ping(DEMO_PROD).await;
+    assert_eq!((status, body["organisation"].as_str()), (200, Some("demo")), "{body}");
+    server.stop_ok();
+}
+per_backend!(demo_keys_reach_demo_alone_and_only_under_demo, super::demo_keys_reach_demo_alone_and_only_under_demo);
+
 async fn restart_persists_customers(backend: Backend) {
     let Some(db) = fresh_db(backend).await else { return };
     let server = Server::start(&db.url, &["serve"], &[]);

@@ -16,6 +16,14 @@ const CREATE_KEY: &str = "insert into api_keys (organisation_id, kind, digest, p
      select id, $2, $3, $4, $5, $6, $7, $8, $9 from organisations where slug = $1 \
      on conflict (digest) do nothing returning id";
 
+/// As `CREATE_KEY`, taking over a digest registered before: into this organisation, with
+/// these scopes, and no longer revoked.
+const CLAIM_KEY: &str = "insert into api_keys (organisation_id, kind, digest, prefix, label, scopes, \
+     rate_limit_per_minute, created_at, expires_at) \
+     select id, $2, $3, $4, $5, $6, $7, $8, $9 from organisations where slug = $1 \
+     on conflict (digest) do update set organisation_id = excluded.organisation_id, scopes = excluded.scopes, \
+     revoked_at = null returning id";
+
 const RESOLVE_KEY: &str = "select k.id, k.kind, k.scopes, k.expires_at, k.revoked_at, k.last_used_at, \
      k.rate_limit_per_minute, o.slug as organisation, s.id as space_id \
      from api_keys k join organisations o on o.id = k.organisation_id \
@@ -205,6 +213,44 @@ impl AdminStore for SqlStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn claim_keys(&self, organisation: &str, keys: &[NewKey]) -> StoreResult<()> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        for key in keys {
+            let claimed: Option<i64> = sqlx::query_scalar(CLAIM_KEY)
+                .bind(organisation)
+                .bind(key.kind.as_str())
+                .bind(&key.digest)
+                .bind(&key.prefix)
+                .bind(&key.label)
+                .bind(key.scopes.join(" "))
+                .bind(key.rate_limit_per_minute)
+                .bind(now)
+                .bind(key.expires_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if claimed.is_none() {
+                return Err(StoreError::NotFound);
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_keys(&self, digests: &[String]) -> StoreResult<u64> {
+        let now = now();
+        let mut revoked = 0;
+        for digest in digests {
+            let done = sqlx::query("update api_keys set revoked_at = $2 where digest = $1 and revoked_at is null")
+                .bind(digest)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            revoked += done.rows_affected();
+        }
+        Ok(revoked)
     }
 
     async fn create_key(&self, organisation: &str, key: &NewKey) -> StoreResult<KeyInfo> {

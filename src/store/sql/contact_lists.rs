@@ -6,7 +6,13 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::Tx;
-use crate::store::{ContactWrite, Group, SpaceId, StoreError, StoreResult};
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+
+use crate::store::{
+    merge_patch, profile_limits, ContactWrite, Group, ProfileLimit, SpaceId, StoreError, StoreResult,
+    SubscriptionStatus,
+};
 
 const UPSERT_SUBSCRIPTION: &str = "insert into subscriptions (space_id, customer_id, external_id, \
      product_slug, product_code, order_number, order_hash, auto_renew, status, valid_until, created_at, updated_at) \
@@ -134,4 +140,74 @@ pub(super) async fn write_subscriptions(
         }
     }
     Ok(())
+}
+
+/// The limit of `profile_limits` that contact `id` (`None`: a new one) would pass once the
+/// write is applied, if any. Read before anything is written, so a refusal changes nothing.
+pub(super) async fn over_limit(
+    tx: &mut Tx,
+    space: SpaceId,
+    w: &ContactWrite,
+    id: Option<i64>,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<ProfileLimit>> {
+    let id = id.unwrap_or(0);
+    if let Some(patch) = &w.meta {
+        let stored: Option<Json<Map<String, Value>>> =
+            sqlx::query_scalar("select meta from customers where id = $1").bind(id).fetch_optional(&mut **tx).await?;
+        let mut merged = stored.map(|m| m.0).unwrap_or_default();
+        merge_patch(&mut merged, patch);
+        if serde_json::to_vec(&merged).map_or(true, |b| b.len() > profile_limits::META_BYTES) {
+            return Ok(Some(ProfileLimit::Meta));
+        }
+    }
+    if w.alternate_emails.is_some() || w.alternate_phones.is_some() {
+        let stored: Vec<(String, i64)> = sqlx::query_as(
+            "select kind, count(*) from contact_points where space_id = $1 and customer_id = $2 group by kind",
+        )
+        .bind(space.0)
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let stored = |kind: &str| stored.iter().find(|(k, _)| k == kind).map_or(0, |(_, n)| *n as usize);
+        let emails = w.alternate_emails.as_ref().map_or_else(|| stored("email"), Vec::len);
+        let phones = w.alternate_phones.as_ref().map_or_else(|| stored("phone"), Vec::len);
+        if emails + phones > profile_limits::CONTACT_POINTS {
+            return Ok(Some(ProfileLimit::ContactPoints));
+        }
+    }
+    if !w.subscriptions.is_empty() {
+        let stored: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "select external_id, status, valid_until from subscriptions where space_id = $1 and customer_id = $2",
+        )
+        .bind(space.0)
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let running = |status: &str, until: Option<DateTime<Utc>>| {
+            status == SubscriptionStatus::Active.as_str() && until.is_none_or(|t| t > now)
+        };
+        let kept = stored
+            .iter()
+            .filter(|(external_id, ..)| !w.subscriptions.iter().any(|s| &s.external_id == external_id))
+            .filter(|(_, status, until)| running(status, *until))
+            .count();
+        let written = w
+            .subscriptions
+            .iter()
+            .filter(|s| {
+                let before = stored.iter().find(|(external_id, ..)| external_id == &s.external_id);
+                let status = s.status.map(|st| st.as_str()).or(before.map(|b| b.1.as_str())).unwrap_or("active");
+                let until = match s.valid_until {
+                    Some(until) => until,
+                    None => before.and_then(|b| b.2),
+                };
+                running(status, until)
+            })
+            .count();
+        if kept + written > profile_limits::RUNNING_SUBSCRIPTIONS {
+            return Ok(Some(ProfileLimit::RunningSubscriptions));
+        }
+    }
+    Ok(None)
 }

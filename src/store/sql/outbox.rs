@@ -3,17 +3,19 @@
 use async_trait::async_trait;
 
 use super::SqlStore;
-use crate::store::{now, OutboxMessage, OutboxStore, StoreResult};
+use crate::store::{now, Mode, OutboxMessage, OutboxStore, StoreResult};
 
 #[async_trait]
 impl OutboxStore for SqlStore {
-    async fn pending_outbox(&self, max_attempts: i64, limit: i64) -> StoreResult<Vec<OutboxMessage>> {
+    async fn pending_outbox(&self, mode: Mode, max_attempts: i64, limit: i64) -> StoreResult<Vec<OutboxMessage>> {
         Ok(sqlx::query_as(
-            "select id, space_id, recipient, kind, subject, body, created_at, sent_at, attempts \
-             from mail_outbox where sent_at is null and attempts < $1 order by id limit $2",
+            "select m.id, m.space_id, m.recipient, m.kind, m.subject, m.body, m.created_at, m.sent_at, m.attempts \
+             from mail_outbox m join spaces s on s.id = m.space_id \
+             where m.sent_at is null and m.attempts < $1 and s.mode = $3 order by m.id limit $2",
         )
         .bind(max_attempts)
         .bind(limit)
+        .bind(mode.as_str())
         .fetch_all(&self.pool)
         .await?)
     }

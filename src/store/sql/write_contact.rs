@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::types::Json;
 
-use super::contact_lists::{write_alternates, write_groups, write_subscriptions};
+use super::contact_lists::{over_limit, write_alternates, write_groups, write_subscriptions};
 use super::{customer_id, dialect, NewCustomer, OnEmailTaken, SqlStore, Tx};
 use crate::normalize::{CuRefNo, EMAIL_RULES_VERSION};
 use crate::store::{merge_patch, now, ContactRefusal, ContactWrite, Patch, SpaceId, StoreResult, Written};
@@ -99,6 +99,9 @@ impl SqlStore {
         };
         if let Some(refusal) = contact_refusal(tx, space, w, found.map(|f| f.0)).await? {
             return Ok(Err(refusal));
+        }
+        if let Some(limit) = over_limit(tx, space, w, found.map(|f| f.0), now).await? {
+            return Ok(Err(ContactRefusal::OverLimit(limit)));
         }
         let referrer = match &w.referral {
             Some(Some(cu)) => match customer_id(&mut **tx, space, cu.as_str()).await? {
