@@ -52,6 +52,8 @@ pub enum EmailError {
     NumericTld,
     #[error("address longer than 254 octets")]
     TooLong,
+    #[error("no such mailbox: the provider's rules leave an empty local part")]
+    NoMailbox,
 }
 
 /// A validated address in both of its forms.
@@ -84,7 +86,7 @@ impl Email {
         if normalized.len() > MAX_ADDRESS {
             return Err(EmailError::TooLong);
         }
-        let canonical = canonicalize(&local, &domain);
+        let canonical = canonicalize(&local, &domain).ok_or(EmailError::NoMailbox)?;
         Ok(Email { normalized, canonical })
     }
 
@@ -215,9 +217,11 @@ fn provider(domain: &str) -> Option<(&str, Fold)> {
 }
 
 /// Both arguments are already normalised.
-fn canonicalize(local: &str, domain: &str) -> String {
+/// The canonical form; `None` when the provider's rules leave nothing of the local part
+/// (`+x@gmail.com`, `.-_@pm.me`): no such mailbox can exist.
+fn canonicalize(local: &str, domain: &str) -> Option<String> {
     let Some((canon_domain, fold)) = provider(domain) else {
-        return format!("{local}@{domain}");
+        return Some(format!("{local}@{domain}"));
     };
     let untagged = local.split('+').next().unwrap_or_default();
     let folded: String = match fold {
@@ -225,9 +229,7 @@ fn canonicalize(local: &str, domain: &str) -> String {
         Fold::TagDots => untagged.chars().filter(|&c| c != '.').collect(),
         Fold::TagPunct => untagged.chars().filter(|c| !matches!(c, '.' | '_' | '-')).collect(),
     };
-    // `+x@gmail.com` or `.-_@pm.me` would fold to nothing; keep such addresses distinct.
-    let folded = if folded.is_empty() { local } else { &folded };
-    format!("{folded}@{canon_domain}")
+    (!folded.is_empty()).then(|| format!("{folded}@{canon_domain}"))
 }
 
 #[cfg(test)]
@@ -276,7 +278,10 @@ mod tests {
 
     #[test]
     fn provider_folding() {
-        assert_eq!(canon("+tag@gmail.com"), "+tag@gmail.com");
+        // A rule that leaves nothing of the local part: no such mailbox can exist.
+        for empty in ["+tag@gmail.com", "+x@googlemail.com", "+a@icloud.com", "_-_@pm.me"] {
+            assert_eq!(Email::parse(empty), Err(EmailError::NoMailbox), "{empty}");
+        }
         assert_eq!(canon("a.b+c@fastmail.fm"), "a.b@fastmail.fm");
         assert_eq!(canon("a.b+c@zohomail.com"), "a.b@zohomail.com");
         assert_eq!(canon("a-b+c@pm.me"), "ab@pm.me");

@@ -11,18 +11,18 @@ use crate::store::{
     PagePos, SpaceId, StoreError, StoreResult,
 };
 
-const CREATE_KEY: &str = "insert into api_keys (organisation_id, kind, digest, prefix, label, scopes, \
+/// A key of organisation `$1`; what happens to a digest registered before is the suffix's.
+const INSERT_KEY: &str = "insert into api_keys (organisation_id, kind, digest, prefix, label, scopes, \
      rate_limit_per_minute, created_at, expires_at) \
-     select id, $2, $3, $4, $5, $6, $7, $8, $9 from organisations where slug = $1 \
-     on conflict (digest) do nothing returning id";
+     select id, $2, $3, $4, $5, $6, $7, $8, $9 from organisations where slug = $1 ";
 
-/// As `CREATE_KEY`, taking over a digest registered before: into this organisation, with
-/// these scopes, and no longer revoked.
-const CLAIM_KEY: &str = "insert into api_keys (organisation_id, kind, digest, prefix, label, scopes, \
-     rate_limit_per_minute, created_at, expires_at) \
-     select id, $2, $3, $4, $5, $6, $7, $8, $9 from organisations where slug = $1 \
-     on conflict (digest) do update set organisation_id = excluded.organisation_id, scopes = excluded.scopes, \
-     revoked_at = null returning id";
+/// Leaves a digest registered before as it is.
+const KEEP_EXISTING: &str = "on conflict (digest) do nothing returning id";
+
+/// Takes over a digest registered before: into this organisation, with these scopes, and
+/// no longer revoked.
+const TAKE_OVER: &str = "on conflict (digest) do update set organisation_id = excluded.organisation_id, \
+     scopes = excluded.scopes, revoked_at = null returning id";
 
 const RESOLVE_KEY: &str = "select k.id, k.kind, k.scopes, k.expires_at, k.revoked_at, k.last_used_at, \
      k.rate_limit_per_minute, o.slug as organisation, s.id as space_id \
@@ -151,19 +151,31 @@ impl SqlStore {
 
     /// Adds a key row unless its digest is already registered; its id when added.
     async fn insert_key_row(&self, organisation: &str, key: &NewKey, now: DateTime<Utc>) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(CREATE_KEY)
-            .bind(organisation)
-            .bind(key.kind.as_str())
-            .bind(&key.digest)
-            .bind(&key.prefix)
-            .bind(&key.label)
-            .bind(key.scopes.join(" "))
-            .bind(key.rate_limit_per_minute)
-            .bind(now)
-            .bind(key.expires_at)
-            .fetch_optional(&self.pool)
-            .await?)
+        insert_key(&self.pool, KEEP_EXISTING, organisation, key, now).await
     }
+}
+
+/// Inserts a key of `organisation` through `exec`, `on_conflict` deciding about a digest
+/// registered before; the row's id, if one was written.
+async fn insert_key<'e>(
+    exec: impl sqlx::Executor<'e, Database = super::Db>,
+    on_conflict: &str,
+    organisation: &str,
+    key: &NewKey,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar(&format!("{INSERT_KEY}{on_conflict}"))
+        .bind(organisation)
+        .bind(key.kind.as_str())
+        .bind(&key.digest)
+        .bind(&key.prefix)
+        .bind(&key.label)
+        .bind(key.scopes.join(" "))
+        .bind(key.rate_limit_per_minute)
+        .bind(now)
+        .bind(key.expires_at)
+        .fetch_optional(exec)
+        .await?)
 }
 
 #[async_trait]
@@ -219,19 +231,7 @@ impl AdminStore for SqlStore {
         let now = now();
         let mut tx = self.pool.begin().await?;
         for key in keys {
-            let claimed: Option<i64> = sqlx::query_scalar(CLAIM_KEY)
-                .bind(organisation)
-                .bind(key.kind.as_str())
-                .bind(&key.digest)
-                .bind(&key.prefix)
-                .bind(&key.label)
-                .bind(key.scopes.join(" "))
-                .bind(key.rate_limit_per_minute)
-                .bind(now)
-                .bind(key.expires_at)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if claimed.is_none() {
+            if insert_key(&mut *tx, TAKE_OVER, organisation, key, now).await?.is_none() {
                 return Err(StoreError::NotFound);
             }
         }
