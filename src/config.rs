@@ -78,6 +78,19 @@ pub struct DbConfig {
     /// Seconds to wait for a free connection before answering 503.
     #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value_t = 5)]
     pub database_acquire_timeout: u64,
+    /// Seconds a PostgreSQL statement may run before it is cancelled (the request is 503).
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub database_statement_timeout: u64,
+    /// SQLite only: `full` makes every acknowledged write survive a power cut; `normal` is
+    /// faster and survives a crash of the process, not a power cut.
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSynchronous {
+    Full,
+    Normal,
 }
 
 impl DbConfig {
@@ -85,6 +98,8 @@ impl DbConfig {
         crate::store::PoolSettings {
             max_connections: self.database_max_connections.max(1),
             acquire_timeout: Duration::from_secs(self.database_acquire_timeout.max(1)),
+            statement_timeout: Duration::from_secs(self.database_statement_timeout),
+            sqlite_durable: self.sqlite_synchronous == SqliteSynchronous::Full,
         }
     }
 }

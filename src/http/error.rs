@@ -215,7 +215,7 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(_) => ApiError::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Aborted(_) => ApiError::Unavailable,
             other => ApiError::Internal(other.to_string()),
         }
     }

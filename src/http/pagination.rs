@@ -37,7 +37,13 @@ fn decode<const N: usize>(tag: &str, cursor: &str) -> Option<[Option<PagePos>; N
         let part = parts.next()?;
         if part != "-" {
             let (micros, id) = part.split_once('.')?;
-            let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+            // Only times the server can have stored: a position outside them is no cursor
+            // of ours, and a database could not compare it.
+            let micros: i64 = micros.parse().ok()?;
+            if !(0..=PagePos::TOP.created_at.timestamp_micros()).contains(&micros) {
+                return None;
+            }
+            let created_at = DateTime::from_timestamp_micros(micros)?;
             *slot = Some(PagePos { created_at, id: id.parse().ok()? });
         }
     }

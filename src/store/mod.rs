@@ -44,6 +44,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database chose this transaction as a deadlock or serialisation victim; running
+    /// it again may succeed.
+    #[error("transaction aborted by the database: {0}")]
+    Aborted(String),
     #[error("database error: {0}")]
     Other(String),
 }
@@ -58,6 +62,9 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::Database(db) => match db.kind() {
                 ErrorKind::UniqueViolation => StoreError::Conflict(db.message().to_owned()),
+                _ if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
+                    StoreError::Aborted(db.message().to_owned())
+                }
                 _ if is_busy(db.code().as_deref()) => StoreError::Unavailable(db.message().to_owned()),
                 _ => StoreError::Other(err.to_string()),
             },
@@ -70,10 +77,11 @@ impl From<sqlx::Error> for StoreError {
 /// pass. SQLite: busy (5), locked (6), busy-snapshot (517). PostgreSQL: connection
 /// exceptions (08), insufficient resources (53), operator intervention/shutdown (57P),
 /// a database not accepting connections (55000), missing (3D000) or refusing our
-/// credentials (28) — all seen when the server restarts, fails over or is reconfigured.
+/// credentials (28) — all seen when the server restarts, fails over or is reconfigured —
+/// and a statement cancelled by the statement timeout (57014).
 fn is_busy(code: Option<&str>) -> bool {
     let Some(code) = code else { return false };
-    matches!(code, "5" | "6" | "517" | "55000" | "3D000")
+    matches!(code, "5" | "6" | "517" | "55000" | "3D000" | "57014")
         || ["08", "53", "57P", "28"].iter().any(|class| code.starts_with(class))
 }
 
@@ -245,11 +253,21 @@ pub type DynStore = Arc<dyn Store>;
 pub struct PoolSettings {
     pub max_connections: u32,
     pub acquire_timeout: std::time::Duration,
+    /// PostgreSQL cancels a statement running longer (the request answers 503).
+    pub statement_timeout: std::time::Duration,
+    /// SQLite: an acknowledged write survives a power cut (`FULL`), or only a crash of
+    /// the process (`NORMAL`, faster).
+    pub sqlite_durable: bool,
 }
 
 impl Default for PoolSettings {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout: std::time::Duration::from_secs(5) }
+        Self {
+            max_connections: 16,
+            acquire_timeout: std::time::Duration::from_secs(5),
+            statement_timeout: std::time::Duration::from_secs(5),
+            sqlite_durable: true,
+        }
     }
 }
 

@@ -47,7 +47,10 @@ impl PgStore {
     pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
         // sqlx caches prepared statements per connection (100 by default), which covers
         // every statement this server issues, so hot paths skip the parse step.
-        let options = PgConnectOptions::from_str(url)?.application_name("bizkit-mirror");
+        let timeout = settings.statement_timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("bizkit-mirror")
+            .options([("statement_timeout", timeout.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)

@@ -48,12 +48,14 @@ pub use sql::SqlStore as SqliteStore;
 impl SqliteStore {
     pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
         // WAL lets readers run beside the one writer; the busy timeout makes a writer wait
-        // for the lock instead of failing; NORMAL sync is durable in WAL mode except for
-        // the last transactions before a power cut, never corrupting.
+        // for the lock instead of failing. FULL sync makes every commit survive a power
+        // cut; NORMAL (an explicit choice) survives a crash of the process but may lose
+        // the last commits to a power cut, never corrupting.
+        let synchronous = if settings.sqlite_durable { SqliteSynchronous::Full } else { SqliteSynchronous::Normal };
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()

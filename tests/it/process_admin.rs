@@ -65,7 +65,7 @@ async fn story(db: TestDb) {
     assert!(!cli(&["key", "revoke", "999999"]).status.success());
 
     // Check through the library: revoked, and audited as the command line
-    let settings = PoolSettings { max_connections: 2, acquire_timeout: Duration::from_secs(3) };
+    let settings = PoolSettings { max_connections: 2, acquire_timeout: Duration::from_secs(3), ..Default::default() };
     let store = store::connect(&db.url, &settings).await.expect("connect");
     let record = store.resolve_key(&key.digest()).await.unwrap().expect("the key is registered");
     assert!(record.revoked_at.is_some());

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{customer_id, dialect, profile_by_id, SqlStore, CU_REF_NO_ATTEMPTS};
+use super::{customer_id, dialect, profile_by_id, retrying, SqlStore, CU_REF_NO_ATTEMPTS};
 use crate::normalize::CuRefNo;
 use crate::store::{
     now, ContactRefusal, ContactStore, ContactWrite, CreditAdd, CreditOutcome, Profile, SpaceId, StoreError,
@@ -41,7 +41,7 @@ impl ContactStore for SqlStore {
             let now = now();
             let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
             let written = match self.write_contact(&mut tx, space, write, now, &mut Default::default()).await {
-                Err(StoreError::Conflict(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
+                Err(StoreError::Conflict(_) | StoreError::Aborted(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
                 other => other?,
             };
             let (new_account, id) = match written {
@@ -50,7 +50,7 @@ impl ContactStore for SqlStore {
             };
             let profile = profile_by_id(&mut *tx, id, now).await?;
             match tx.commit().await.map_err(StoreError::from) {
-                Err(StoreError::Conflict(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
+                Err(StoreError::Conflict(_) | StoreError::Aborted(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
                 Err(e) => return Err(e),
                 Ok(()) => return Ok(Ok((new_account, profile))),
             }
@@ -63,11 +63,11 @@ impl ContactStore for SqlStore {
         writes: &[ContactWrite],
     ) -> StoreResult<Vec<Result<Written, ContactRefusal>>> {
         match self.import_batch(space, writes).await {
-            Err(StoreError::Conflict(_)) => {}
+            Err(StoreError::Conflict(_) | StoreError::Aborted(_)) => {}
             other => return other,
         }
-        // A concurrent writer took an address or number the batch was creating: redo
-        // the items one by one, each retrying on its own.
+        // A concurrent writer took an address or number the batch was creating, or the
+        // database aborted the batch: redo the items one by one, each retrying on its own.
         let mut out = Vec::with_capacity(writes.len());
         for write in writes {
             let written = self.upsert_contact(space, write).await?;
@@ -77,6 +77,16 @@ impl ContactStore for SqlStore {
     }
 
     async fn add_credit(&self, space: SpaceId, credit: &CreditAdd) -> StoreResult<CreditOutcome> {
+        retrying(|| self.add_credit_once(space, credit)).await
+    }
+
+    async fn erase_customer(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool> {
+        retrying(|| self.erase_once(space, cu_ref_no)).await
+    }
+}
+
+impl SqlStore {
+    async fn add_credit_once(&self, space: SpaceId, credit: &CreditAdd) -> StoreResult<CreditOutcome> {
         let now = now();
         let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
         if let Some(idem) = &credit.idempotency {
@@ -139,7 +149,7 @@ impl ContactStore for SqlStore {
         Ok(CreditOutcome::Added { balance })
     }
 
-    async fn erase_customer(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool> {
+    async fn erase_once(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool> {
         let now = now();
         let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
         let found: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(

@@ -46,8 +46,30 @@ const SESSION_TOUCH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60)
 /// A new cuRefNo colliding with an existing one is retried this many times.
 const CU_REF_NO_ATTEMPTS: usize = 5;
 
+/// A write the database aborts as a deadlock or serialisation victim is run again, at
+/// most this many times in all; then it is a 503.
+const ABORTED_ATTEMPTS: usize = 3;
+
+/// Runs the transaction `run` again while the database aborts it (`Aborted`), at most
+/// `ABORTED_ATTEMPTS` times.
+async fn retrying<T, F, Fut>(mut run: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match run().await {
+            Err(StoreError::Aborted(_)) if attempt < ABORTED_ATTEMPTS => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Runs `insert` with a fresh cuRefNo, again with another while it hits a unique
-/// violation (a cuRefNo collision), at most `CU_REF_NO_ATTEMPTS` times.
+/// violation (a cuRefNo collision) or is aborted by the database, at most
+/// `CU_REF_NO_ATTEMPTS` times.
 async fn with_new_cu_ref_no<T, F, Fut>(mut insert: F) -> StoreResult<T>
 where
     F: FnMut(CuRefNo) -> Fut,
@@ -57,7 +79,7 @@ where
     loop {
         attempt += 1;
         match insert(CuRefNo::generate()).await {
-            Err(StoreError::Conflict(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
+            Err(StoreError::Conflict(_) | StoreError::Aborted(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
             other => return other,
         }
     }

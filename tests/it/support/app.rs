@@ -76,7 +76,7 @@ pub async fn spawn_with(
     settings: AccountSettings,
 ) -> TestApp {
     let accounts = Accounts::new(settings);
-    let settings = PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(3) };
+    let settings = PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(3), ..Default::default() };
     let store = store::connect(&db.url, &settings).await.expect("connect store");
     let keys = make_keys(&store, "acme").await;
     let registry = KeyRegistry::new(store.clone(), Duration::from_secs(5)).with_limits(limits);
