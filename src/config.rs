@@ -129,9 +129,10 @@ pub struct ServeConfig {
     /// Requests a DEV_ key may send at once.
     #[arg(long, env = "RATE_LIMIT_DEV_BURST", default_value_t = 50)]
     pub rate_limit_dev_burst: u32,
-    /// Confirm storefront registrations at once, without a token (always on with --demo).
-    #[arg(long, env = "BIZKIT_AUTO_CONFIRM", value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false, num_args = 0, default_missing_value = "1")]
-    pub auto_confirm: bool,
+    /// Confirm storefront registrations at once, without a token (by default on with
+    /// --demo and off otherwise; an explicit setting wins either way).
+    #[arg(long, env = "BIZKIT_AUTO_CONFIRM", value_parser = clap::builder::FalseyValueParser::new(), num_args = 0..=1, default_missing_value = "1")]
+    pub auto_confirm: Option<bool>,
     /// Failed logins per address within the window before E006 (too many attempts).
     #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub login_max_failures: u32,
@@ -213,7 +214,7 @@ impl ServeConfig {
     pub fn account_settings(&self) -> crate::accounts::AccountSettings {
         use chrono::TimeDelta;
         crate::accounts::AccountSettings {
-            auto_confirm: self.auto_confirm || self.demo,
+            auto_confirm: self.auto_confirm.unwrap_or(self.demo),
             login_max_failures: i64::from(self.login_max_failures.max(1)),
             login_failure_window: TimeDelta::seconds(i64::from(self.login_failure_window_seconds)),
             register_retry: TimeDelta::seconds(i64::from(self.register_retry_seconds)),
@@ -316,8 +317,10 @@ mod tests {
             argv.extend_from_slice(args);
             Wrap::try_parse_from(argv).expect("parses").serve.account_settings()
         };
-        assert!(parse(&["--demo"]).auto_confirm, "--demo always confirms at once");
+        assert!(parse(&["--demo"]).auto_confirm, "--demo confirms at once by default");
         assert!(parse(&["--auto-confirm"]).auto_confirm);
+        assert!(!parse(&["--demo", "--auto-confirm=0"]).auto_confirm, "an explicit setting wins over --demo");
+        assert!(parse(&["--auto-confirm=1"]).auto_confirm);
         let s = parse(&[
             "--login-max-failures",
             "3",
