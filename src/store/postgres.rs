@@ -14,6 +14,10 @@ mod dialect {
     /// A write transaction needs nothing special: row locks are taken as rows are written.
     pub const BEGIN_WRITE: &str = "begin";
 
+    /// Appended to a read of the customer a transaction is about to write: the row is
+    /// locked, so the write and an erasure of that customer happen one after the other.
+    pub const LOCK_ROW: &str = " for update";
+
     /// The create upsert and the profile fit one statement (a data-modifying CTE).
     pub const CREATE_RETURNS_PROFILE: bool = true;
 

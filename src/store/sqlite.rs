@@ -17,6 +17,9 @@ mod dialect {
     /// upgrade under a concurrent writer.
     pub const BEGIN_WRITE: &str = "begin immediate";
 
+    /// Nothing to lock row by row: a write transaction holds the database's one write lock.
+    pub const LOCK_ROW: &str = "";
+
     /// A CTE cannot hold an upsert here: the profile is read by a second statement.
     pub const CREATE_RETURNS_PROFILE: bool = false;
 

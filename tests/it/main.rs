@@ -22,5 +22,6 @@ mod process;
 mod process_admin;
 mod process_import;
 mod profile;
+mod races;
 mod ratelimit;
 mod seed_examples;

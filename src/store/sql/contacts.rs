@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{customer_id, dialect, profile_by_id, retrying, SqlStore, CU_REF_NO_ATTEMPTS};
+use super::{dialect, lock_customer, profile_by_id, retrying, SqlStore, CU_REF_NO_ATTEMPTS};
 use crate::normalize::CuRefNo;
 use crate::store::{
     now, ContactRefusal, ContactStore, ContactWrite, CreditAdd, CreditOutcome, Profile, SpaceId, StoreError,
@@ -117,7 +117,7 @@ impl SqlStore {
                 return Ok(CreditOutcome::Replayed { balance });
             }
         }
-        let Some(id) = customer_id(&mut *tx, space, credit.cu_ref_no.as_str()).await? else {
+        let Some(id) = lock_customer(&mut tx, space, credit.cu_ref_no.as_str()).await? else {
             return Ok(CreditOutcome::NotFound);
         };
         sqlx::query(
@@ -152,14 +152,15 @@ impl SqlStore {
     async fn erase_once(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool> {
         let now = now();
         let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
-        let found: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
+        // Locked: a write of this customer in flight finishes first, and the erasure then
+        // removes what it wrote.
+        let sql = format!(
             "select id, email, email_canonical from customers \
-             where space_id = $1 and cu_ref_no = $2 and erased_at is null",
-        )
-        .bind(space.0)
-        .bind(cu_ref_no.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
+             where space_id = $1 and cu_ref_no = $2 and erased_at is null{}",
+            dialect::LOCK_ROW
+        );
+        let found: Option<(i64, Option<String>, Option<String>)> =
+            sqlx::query_as(&sql).bind(space.0).bind(cu_ref_no.as_str()).fetch_optional(&mut *tx).await?;
         let Some((id, email, canonical)) = found else { return Ok(false) };
         for sql in ERASE_ROWS {
             sqlx::query(sql).bind(space.0).bind(id).execute(&mut *tx).await?;

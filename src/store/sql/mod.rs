@@ -162,6 +162,23 @@ async fn customer_id<'e>(
         .await?)
 }
 
+/// The live customer's id, its row locked until the transaction `tx` ends: for writes
+/// that must not interleave with an erasure of the same customer.
+async fn lock_customer(tx: &mut Tx, space: SpaceId, cu_ref_no: &str) -> StoreResult<Option<i64>> {
+    let sql = format!(
+        "select id from customers where space_id = $1 and cu_ref_no = $2 and erased_at is null{}",
+        dialect::LOCK_ROW
+    );
+    Ok(sqlx::query_scalar(&sql).bind(space.0).bind(cu_ref_no).fetch_optional(&mut **tx).await?)
+}
+
+/// As `lock_customer`, by row id.
+async fn lock_customer_id(tx: &mut Tx, id: i64) -> StoreResult<bool> {
+    let sql = format!("select id from customers where id = $1 and erased_at is null{}", dialect::LOCK_ROW);
+    let found: Option<i64> = sqlx::query_scalar(&sql).bind(id).fetch_optional(&mut **tx).await?;
+    Ok(found.is_some())
+}
+
 /// Every column a customer may start with. The one statement that inserts customers;
 /// what happens when the canonical e-mail is taken is `OnEmailTaken`.
 const INSERT_CUSTOMER: &str = "insert into customers (space_id, cu_ref_no, email, email_canonical, \

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 
 use super::contact_lists::{over_limit, write_alternates, write_groups, write_subscriptions};
-use super::{customer_id, dialect, NewCustomer, OnEmailTaken, SqlStore, Tx};
+use super::{customer_id, dialect, lock_customer, lock_customer_id, NewCustomer, OnEmailTaken, SqlStore, Tx};
 use crate::normalize::{CuRefNo, EMAIL_RULES_VERSION};
 use crate::store::{merge_patch, now, ContactRefusal, ContactWrite, Patch, SpaceId, StoreResult, Written};
 
@@ -90,12 +90,18 @@ impl SqlStore {
         now: DateTime<Utc>,
         groups: &mut HashMap<String, i64>,
     ) -> StoreResult<Result<(bool, i64, String), ContactRefusal>> {
+        // The contact's row stays locked to the end of the transaction, so an erasure of
+        // it runs wholly before this write or wholly after.
         let found = match &w.cu_ref_no {
-            Some(cu) => match customer_id(&mut **tx, space, cu.as_str()).await? {
+            Some(cu) => match lock_customer(tx, space, cu.as_str()).await? {
                 Some(id) => Some((id, FoundBy::Own)),
                 None => return Ok(Err(ContactRefusal::NotFound)),
             },
-            None => find_contact(tx, space, w).await?,
+            None => match find_contact(tx, space, w).await? {
+                // Erased since it was found: a new contact is written instead.
+                Some((id, by)) if lock_customer_id(tx, id).await? => Some((id, by)),
+                _ => None,
+            },
         };
         if let Some(refusal) = contact_refusal(tx, space, w, found.map(|f| f.0)).await? {
             return Ok(Err(refusal));

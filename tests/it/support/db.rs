@@ -193,6 +193,27 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Rows that still tie an erased customer to a person: its own personal fields, and
+    /// its contact points, groups, subscriptions, sessions and relations.
+    pub async fn erased_leftovers(&self) -> i64 {
+        let sql = "select \
+            (select count(*) from customers where erased_at is not null and (email is not null \
+             or email_canonical is not null or phone is not null or first_name is not null \
+             or last_name is not null or company_name is not null or meta <> '{}')) \
+          + (select count(*) from contact_points p join customers c on c.id = p.customer_id where c.erased_at is not null) \
+          + (select count(*) from customer_group_members m join customers c on c.id = m.customer_id where c.erased_at is not null) \
+          + (select count(*) from subscriptions s join customers c on c.id = s.customer_id where c.erased_at is not null) \
+          + (select count(*) from sessions s join customers c on c.id = s.customer_id where c.erased_at is not null) \
+          + (select count(*) from customer_matches m join customers c on c.id in (m.manager_id, m.customer_id) \
+             where c.erased_at is not null)";
+        on_either!(self.connect().await, |c| sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&mut c)
+            .await
+            .expect("count leftovers"))
+    }
+}
+
 /// Every row of every table of the test database, as text, one row a line: for checking
 /// that a value is gone from storage, not only from the API.
 pub async fn dump_rows(db: &TestDb) -> String {
