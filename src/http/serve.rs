@@ -48,9 +48,10 @@ pub async fn serve(
     limits: &ConnectionLimits,
 ) -> anyhow::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: sniffing for HTTP/2's preface would wait for bytes without any limit,
+    // ahead of the header read timeout, so a silent connection could hold its place forever.
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut refused: u64 = 0;
