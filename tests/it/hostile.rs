@@ -262,6 +262,22 @@ fn partial_headers_are_cut_off() {
     assert_eq!(ping(server.addr, DEMO_PROD).status, 200, "served after the stalled ones are gone");
 }
 
+/// A connection that sends nothing at all, or only the start of HTTP/2's preface, holds
+/// one of the capped connections as surely as half a request's headers does, and must be
+/// closed as those are.
+#[test]
+#[ignore = "known gap: the HTTP version sniffing ahead of hyper's header read timeout waits without a limit"]
+fn silent_connections_are_cut_off() {
+    let server = demo_server(&[("HEADER_READ_TIMEOUT_SECONDS", "1"), ("MAX_CONNECTIONS", "2")]);
+    let mut silent = connect(server.addr);
+    let mut preface = connect(server.addr);
+    preface.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    let limit = PATIENCE * 2;
+    assert!(closed_within(&mut silent, limit).is_some(), "a connection that sent nothing is open after {limit:?}");
+    assert!(closed_within(&mut preface, limit).is_some(), "a half-sent preface is open after {limit:?}");
+    assert_eq!(ping(server.addr, DEMO_PROD).status, 200);
+}
+
 /// Opens a connection and completes one keep-alive request on it; None if the server
 /// closed it instead (it was over the cap).
 fn held_connection(addr: SocketAddr) -> Option<TcpStream> {
@@ -543,7 +559,7 @@ fn client_from(address: IpAddr) -> reqwest::Client {
 /// allows, then 429 RATE_LIMIT_EXCEEDED with Retry-After and no lookup; a valid key from
 /// the same address keeps answering 200, and another address has a budget of its own.
 async fn unknown_key_flood_is_slowed(backend: Backend) {
-    // The valid key stays cached throughout.
+    // The valid key stays cached throughout (see `valid_key_outlives_its_cache_...`).
     let envs = [("AUTH_FAILURES_PER_MINUTE", "5"), ("KEY_CACHE_SECONDS", "300")];
     let Some(child) = child(backend, &envs).await else { return };
     let base = child.server.base.clone();
@@ -581,16 +597,37 @@ async fn unknown_key_flood_is_slowed(backend: Backend) {
     assert_eq!(ping_from(&bystander, &base, DEMO_PROD).await.status(), 200);
 }
 
+/// A valid key whose cache entry expires while its address is refused lookups must still
+/// be served: an address shared with a prober (a NAT, a proxy) must not lose its own
+/// valid key.
+async fn valid_key_outlives_its_cache_while_the_address_is_refused(backend: Backend) {
+    let envs = [("AUTH_FAILURES_PER_MINUTE", "5"), ("KEY_CACHE_SECONDS", "1")];
+    let Some(child) = child(backend, &envs).await else { return };
+    let base = child.server.base.clone();
+    let client = client_from(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(ping_from(&client, &base, DEMO_PROD).await.status(), 200);
+    let mut refused = false;
+    for _ in 0..10 {
+        refused |= ping_from(&client, &base, &unknown_key()).await.status() == 429;
+    }
+    assert!(refused, "the address was never refused");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = split(ping_from(&client, &base, DEMO_PROD).await).await;
+    assert_eq!(status, 200, "the valid key was refused once out of the cache: {body}");
+}
+
 /// Declares `name::sqlite` and `name::postgres` for a scenario `async fn(Backend)`.
 macro_rules! per_backend {
-    ($name:ident, $scenario:path) => {
+    ($name:ident, $scenario:path $(, #[$attr:meta])?) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$attr])?
             async fn sqlite() {
                 $scenario(super::Backend::Sqlite).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$attr])?
             async fn postgres() {
                 $scenario(super::Backend::Postgres).await
             }
@@ -599,3 +636,8 @@ macro_rules! per_backend {
 }
 
 per_backend!(unknown_key_flood_is_slowed, super::unknown_key_flood_is_slowed);
+per_backend!(
+    valid_key_outlives_its_cache_while_the_address_is_refused,
+    super::valid_key_outlives_its_cache_while_the_address_is_refused,
+    #[ignore = "known gap: a blocked address is refused the lookup of a valid key that has left the cache"]
+);
