@@ -84,12 +84,15 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo(peer));
             req
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (builder, watcher, first_byte) = (builder.clone(), graceful.watcher(), limits.header_read_timeout);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // hyper's header read timeout starts with the first byte; a client that sends
+            // none is bounded here, by the same limit.
+            if tokio::time::timeout(first_byte, stream.peek(&mut [0u8; 1])).await.is_err() {
+                return;
+            }
+            let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);

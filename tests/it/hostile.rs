@@ -266,7 +266,6 @@ fn partial_headers_are_cut_off() {
 /// one of the capped connections as surely as half a request's headers does, and must be
 /// closed as those are.
 #[test]
-#[ignore = "known gap: the HTTP version sniffing ahead of hyper's header read timeout waits without a limit"]
 fn silent_connections_are_cut_off() {
     let server = demo_server(&[("HEADER_READ_TIMEOUT_SECONDS", "1"), ("MAX_CONNECTIONS", "2")]);
     let mut silent = connect(server.addr);
@@ -638,6 +637,5 @@ macro_rules! per_backend {
 per_backend!(unknown_key_flood_is_slowed, super::unknown_key_flood_is_slowed);
 per_backend!(
     valid_key_outlives_its_cache_while_the_address_is_refused,
-    super::valid_key_outlives_its_cache_while_the_address_is_refused,
-    #[ignore = "known gap: a blocked address is refused the lookup of a valid key that has left the cache"]
+    super::valid_key_outlives_its_cache_while_the_address_is_refused
 );
