@@ -136,6 +136,9 @@ pub struct ServeConfig {
     /// Failed logins per address within the window before E006 (too many attempts).
     #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub login_max_failures: u32,
+    /// Failed logins one client address may have within the window, across every account.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_CLIENT", default_value_t = 50)]
+    pub login_max_failures_per_client: u32,
     /// Length of the failed-login window, in seconds.
     #[arg(long, env = "LOGIN_FAILURE_WINDOW_SECONDS", default_value_t = 900)]
     pub login_failure_window_seconds: u32,
@@ -216,6 +219,7 @@ impl ServeConfig {
         crate::accounts::AccountSettings {
             auto_confirm: self.auto_confirm.unwrap_or(self.demo),
             login_max_failures: i64::from(self.login_max_failures.max(1)),
+            login_max_failures_per_client: i64::from(self.login_max_failures_per_client.max(1)),
             login_failure_window: TimeDelta::seconds(i64::from(self.login_failure_window_seconds)),
             register_retry: TimeDelta::seconds(i64::from(self.register_retry_seconds)),
             confirm_token_lifetime: TimeDelta::hours(i64::from(self.confirm_token_hours.max(1))),

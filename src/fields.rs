@@ -138,6 +138,16 @@ pub fn ip(value: Option<&str>, field: &'static str) -> InputResult<ClientIp> {
     ClientIp::parse(value).map_err(|e| refuse(field, Problem::Ip(e)))
 }
 
+/// The client a storefront call is made for: `customerRealIp` when the calling backend
+/// passes it, else the connection's peer.
+pub fn client_ip(value: Option<&str>, peer: Option<std::net::IpAddr>, field: &'static str) -> InputResult<ClientIp> {
+    match (value, peer) {
+        (Some(value), _) => ip(Some(value), field),
+        (None, Some(peer)) => ip(Some(&peer.to_string()), field),
+        (None, None) => ip(None, field),
+    }
+}
+
 /// Cleaned text of `kind`; `None` when absent or nothing is left after cleaning.
 pub fn text_as(value: Option<&str>, field: &'static str, kind: TextKind, max: usize) -> InputResult<Option<String>> {
     value

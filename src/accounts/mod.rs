@@ -22,8 +22,12 @@ use crate::store::MailMessage;
 pub struct AccountSettings {
     /// Registrations are confirmed at once, without a token (always on under `--demo`).
     pub auto_confirm: bool,
-    /// Failed logins per address allowed within `login_failure_window`; the next is E006.
+    /// Failed logins of one address from one client allowed within
+    /// `login_failure_window`; the next is E006.
     pub login_max_failures: i64,
+    /// Failed logins one client may have within the window, whatever the addresses
+    /// (password spraying); the next attempt is E006.
+    pub login_max_failures_per_client: i64,
     pub login_failure_window: TimeDelta,
     /// One registration attempt per address within this time; another is E004.
     pub register_retry: TimeDelta,
@@ -39,6 +43,7 @@ impl Default for AccountSettings {
         Self {
             auto_confirm: false,
             login_max_failures: 5,
+            login_max_failures_per_client: 50,
             login_failure_window: TimeDelta::minutes(15),
             register_retry: TimeDelta::minutes(10),
             confirm_token_lifetime: TimeDelta::hours(48),

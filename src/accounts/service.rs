@@ -78,8 +78,10 @@ impl<'a> AccountService<'a> {
         }
         // The counter is the lock: of concurrent attempts for one address, only the first
         // in the window goes on to hash and write.
-        let attempts =
-            self.store.count_attempt(self.space, &account.email, Attempt::Register, settings.register_retry).await?;
+        let attempts = self
+            .store
+            .count_attempt(self.space, account.email.canonical(), Attempt::Register, settings.register_retry)
+            .await?;
         if attempts > 1 {
             return Ok(Err(RegisterRefusal::TooSoon));
         }
@@ -103,7 +105,7 @@ impl<'a> AccountService<'a> {
             confirmation,
         };
         match self.store.complete_registration(self.space, &registration).await? {
-            RegistrationOutcome::Registered { .. } => {
+            RegistrationOutcome::Registered { .. } | RegistrationOutcome::Resent => {
                 if let Some(kind) = queued {
                     tracing::info!(kind, "message queued in the mail outbox");
                 }
@@ -121,7 +123,17 @@ impl<'a> AccountService<'a> {
     }
 
     /// Checks the password and starts a session; its identityId is shown this once.
-    pub async fn login(&self, email: &Email, password: Password) -> Outcome<IdentityId, LoginRefusal> {
+    ///
+    /// Failures are counted per (account, client address) and per client address across
+    /// accounts, never per account alone: a stranger's wrong passwords slow the stranger,
+    /// not the owner signing in from elsewhere, and one address trying many accounts is
+    /// slowed as a whole.
+    pub async fn login(
+        &self,
+        email: &Email,
+        password: Password,
+        client: &ClientIp,
+    ) -> Outcome<IdentityId, LoginRefusal> {
         let settings = &self.accounts.settings;
         let Some(account) = self.store.login_account(self.space, email).await? else {
             return Ok(Err(LoginRefusal::NoSuchEmail));
@@ -132,21 +144,29 @@ impl<'a> AccountService<'a> {
         let Some(hash) = account.password_hash else {
             return Ok(Err(LoginRefusal::NotRegistered));
         };
-        // Counted before verifying, so a burst of guesses cannot all pass the check before
-        // any failure is recorded; a correct password clears the count.
+        // The pair's attempts are counted before verifying, so a burst of guesses cannot
+        // all pass the check before any failure is recorded; a correct password clears
+        // them. The client's own count holds failures only: a backend that signs in many
+        // users from one address is not slowed by their successes.
+        let pair = format!("{} {}", email.canonical(), client.as_str());
         let window = settings.login_failure_window;
-        if self.store.count_attempt(self.space, email, Attempt::Login, window).await? > settings.login_max_failures {
+        let client_failures = self.store.attempts(self.space, client.as_str(), Attempt::Login, window).await?;
+        if client_failures >= settings.login_max_failures_per_client {
+            return Ok(Err(LoginRefusal::TooManyFailures));
+        }
+        if self.store.count_attempt(self.space, &pair, Attempt::Login, window).await? > settings.login_max_failures {
             return Ok(Err(LoginRefusal::TooManyFailures));
         }
         if !self.accounts.hasher.verify(password, hash).await? {
+            self.store.count_attempt(self.space, client.as_str(), Attempt::Login, window).await?;
             return Ok(Err(LoginRefusal::WrongPassword));
         }
         if !account.confirmed {
-            self.store.record_login(self.space, email, account.customer_id, None).await?;
+            self.store.record_login(self.space, &pair, account.customer_id, None).await?;
             return Ok(Err(LoginRefusal::NotConfirmed));
         }
         let identity = IdentityId::generate();
-        self.store.record_login(self.space, email, account.customer_id, Some(&identity.digest())).await?;
+        self.store.record_login(self.space, &pair, account.customer_id, Some(&identity.digest())).await?;
         Ok(Ok(identity))
     }
 

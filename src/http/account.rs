@@ -8,7 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Endpoint, KeyedJson, KeyedQuery};
+use super::extract::{Endpoint, KeyedJson, KeyedQuery, Peer};
 use super::wire::{self, LoggedIn};
 use super::AppState;
 use crate::accounts::{AccountError, AccountService, LoginRefusal, NewAccount, RegisterRefusal};
@@ -149,6 +149,9 @@ pub async fn confirm(
 pub struct LoginBody {
     email: Option<String>,
     password: Option<String>,
+    /// The signing-in user's address, as the calling backend passes it; else the
+    /// connection's peer is the client.
+    customer_real_ip: Option<String>,
 }
 
 impl Endpoint for LoginBody {
@@ -163,13 +166,15 @@ pub struct SignedIn {
 
 pub async fn login(
     State(state): State<AppState>,
+    Peer(peer): Peer,
     req: KeyedJson<LoginBody>,
 ) -> Result<Json<Answer<SignedIn>>, ApiError> {
     let b = req.body;
     let email = fields::required_email(b.email.as_deref(), "email")?;
     let password = fields::password(b.password.as_deref(), Password::typed)?;
+    let client = fields::client_ip(b.customer_real_ip.as_deref(), peer, "customerRealIp")?;
     let service = AccountService::new(&state.store, &state.accounts, req.caller.space);
-    let outcome = service.login(&email, password).await;
+    let outcome = service.login(&email, password, &client).await;
     let outcome = outcome.map(|r| r.map(|identity| SignedIn { identity_id: identity.as_str().to_owned() }));
     Ok(Json(Answer::from(outcome, login_refusal, LOGIN_FAILED)))
 }

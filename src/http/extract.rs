@@ -33,6 +33,17 @@ pub async fn authorize<E: Endpoint>(state: &AppState, key: Option<&str>, parts: 
     Ok(state.keys.authorize(key, E::SCOPE, client, parts.extensions.get::<RateSlot>()).await?)
 }
 
+/// The address of the client that opened the connection, when the server knows it.
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(super::serve::peer(parts).map(|a| a.ip())))
+    }
+}
+
 /// A keyed JSON body: the key may be in the query, in the body's `apiKey`, or a Bearer.
 pub struct KeyedJson<T> {
     pub caller: Caller,

@@ -171,9 +171,10 @@ pub trait CustomerStore: Send + Sync {
 pub trait AccountStore: Send + Sync {
     /// What login and registration need to know about an address.
     async fn login_account(&self, space: SpaceId, email: &Email) -> StoreResult<Option<LoginAccount>>;
-    /// Counts one attempt for the address, in a window of `window` that starts with the
-    /// first attempt; returns the attempts in the current window (this one included).
-    async fn count_attempt(&self, space: SpaceId, email: &Email, what: Attempt, window: TimeDelta) -> StoreResult<i64>;
+    /// Counts one attempt of `subject` (an address, or an address and a client, as the
+    /// caller's policy names them), in a window of `window` that starts with the first
+    /// attempt; returns the attempts in the current window (this one included).
+    async fn count_attempt(&self, space: SpaceId, subject: &str, what: Attempt, window: TimeDelta) -> StoreResult<i64>;
     /// Sets the password on the guest with this canonical address (keeping its cuRefNo
     /// and relations) or creates a customer, and queues the confirmation, atomically.
     async fn complete_registration(
@@ -183,12 +184,14 @@ pub trait AccountStore: Send + Sync {
     ) -> StoreResult<RegistrationOutcome>;
     /// Uses an unused, unexpired token and confirms its account; false for any other token.
     async fn confirm_account(&self, space: SpaceId, token_digest: &str) -> StoreResult<bool>;
-    /// After a correct password: clears the address's failures and, given a digest,
-    /// starts a session of `SESSION_LIFETIME`.
+    /// The attempts counted for `subject` in its current window, without counting one.
+    async fn attempts(&self, space: SpaceId, subject: &str, what: Attempt, window: TimeDelta) -> StoreResult<i64>;
+    /// After a correct password: clears the failed logins counted for `subject` and, given
+    /// a digest, starts a session of `SESSION_LIFETIME`.
     async fn record_login(
         &self,
         space: SpaceId,
-        email: &Email,
+        subject: &str,
         customer_id: i64,
         identity_digest: Option<&str>,
     ) -> StoreResult<()>;

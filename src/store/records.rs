@@ -305,7 +305,12 @@ pub struct Confirmation {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrationOutcome {
-    Registered { cu_ref_no: String },
+    Registered {
+        cu_ref_no: String,
+    },
+    /// A registration of the address waits for confirmation: its password stays, and
+    /// the confirmation was sent again (with a token of its own).
+    Resent,
     AlreadyRegistered,
     Banned,
 }

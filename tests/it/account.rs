@@ -278,23 +278,107 @@ backend_test!(register_refusals_e002_e003_e004, |app| {
 });
 
 accounts_test!(
-    unconfirmed_registration_may_register_again_after_the_window,
-    AccountSettings { register_retry: chrono::TimeDelta::seconds(1), ..AccountSettings::default() },
+    unconfirmed_registration_cannot_be_taken_over,
+    AccountSettings {
+        register_retry: chrono::TimeDelta::seconds(1),
+        confirm_token_lifetime: chrono::TimeDelta::seconds(3),
+        ..AccountSettings::default()
+    },
     |app| {
+        // Setup: the owner registers first
         let email = "twice@example.com";
         register(&app, email, PASSWORD).await;
         let first = outbox_token(&app, email).await;
         assert_refused(&register(&app, email, "Second2Password").await, "E004");
         tokio::time::sleep(Duration::from_millis(1100)).await;
 
-        // Exec: after the window, a new password and a new token
+        // Exec: someone registers the address again while the first token lives
         assert_eq!(register(&app, email, "Second2Password").await["success"], true);
         let second = outbox_token(&app, email).await;
+
+        // Check: the confirmation went out again, and either link confirms the first
+        // password only
         assert_ne!(first, second);
+        assert_eq!(confirm(&app, &second).await.0, 200);
+        assert_refused(&login(&app, &app.keys.prod, email, "Second2Password").await, "E004");
+        assert_eq!(login(&app, &app.keys.prod, email, PASSWORD).await["success"], true);
+    }
+);
+
+accounts_test!(
+    an_unconfirmed_registration_whose_tokens_expired_may_register_anew,
+    AccountSettings {
+        register_retry: chrono::TimeDelta::seconds(1),
+        confirm_token_lifetime: chrono::TimeDelta::seconds(1),
+        ..AccountSettings::default()
+    },
+    |app| {
+        let email = "lapsed@example.com";
+        register(&app, email, PASSWORD).await;
+        let first = outbox_token(&app, email).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+
+        // Exec: the first token has expired unused
+        assert_eq!(register(&app, email, "Second2Password").await["success"], true);
+
+        // Check: the new password and its token; the old token confirms nothing
+        let second = outbox_token(&app, email).await;
         assert_error(&confirm(&app, &first).await, 400, "INVALID_REQUEST");
         assert_eq!(confirm(&app, &second).await.0, 200);
-        assert_refused(&login(&app, &app.keys.prod, email, PASSWORD).await, "E004");
         assert_eq!(login(&app, &app.keys.prod, email, "Second2Password").await["success"], true);
+    }
+);
+
+/// Logs in as the storefront's backend does for a user at `client`.
+async fn login_from(app: &TestApp, email: &str, password: &str, client: &str) -> Value {
+    let body = json!({ "email": email, "password": password, "customerRealIp": client });
+    let (status, body) = app.post(LOGIN, &app.keys.prod, body).await;
+    assert_eq!(status, 200, "login {email}: {body}");
+    body
+}
+
+accounts_test!(a_strangers_failures_never_lock_the_owner_out, auto_confirm(), |app| {
+    // Setup
+    let (owner_at, stranger_at) = ("198.51.100.2", "203.0.113.7");
+    register(&app, "owner@example.com", PASSWORD).await;
+
+    // Exec: a stranger guesses, past the limit
+    for _ in 0..5 {
+        assert_refused(&login_from(&app, "owner@example.com", "Guess1Password", stranger_at).await, "E004");
+    }
+    for _ in 0..3 {
+        assert_refused(&login_from(&app, "owner@example.com", "Guess1Password", stranger_at).await, "E006");
+    }
+
+    // Check: the stranger's address is throttled, even with the right password; the
+    // owner, elsewhere, signs in
+    assert_refused(&login_from(&app, "owner@example.com", PASSWORD, stranger_at).await, "E006");
+    assert_eq!(login_from(&app, "owner@example.com", PASSWORD, owner_at).await["success"], true);
+});
+
+accounts_test!(
+    spraying_many_accounts_from_one_address_is_throttled,
+    AccountSettings { auto_confirm: true, login_max_failures_per_client: 6, ..AccountSettings::default() },
+    |app| {
+        // Setup: three accounts
+        let accounts = ["spray1@example.com", "spray2@example.com", "spray3@example.com"];
+        for email in accounts {
+            register(&app, email, PASSWORD).await;
+        }
+        let sprayer = "203.0.113.9";
+
+        // Exec: two guesses per account from one address, under each account's own limit
+        for email in accounts {
+            for _ in 0..2 {
+                assert_refused(&login_from(&app, email, "Guess1Password", sprayer).await, "E004");
+            }
+        }
+
+        // Check: the address is throttled across accounts; the owners elsewhere are not
+        assert_refused(&login_from(&app, accounts[0], PASSWORD, sprayer).await, "E006");
+        for email in accounts {
+            assert_eq!(login_from(&app, email, PASSWORD, "198.51.100.3").await["success"], true);
+        }
     }
 );
 

@@ -52,17 +52,34 @@ impl SqlStore {
         };
         let insert = OnEmailTaken::Register.insert();
         let written: Option<(i64, String)> = row.bind(sqlx::query_as(&insert), now).fetch_optional(&mut *tx).await?;
-        let Some((customer, cu_ref_no)) = written else {
-            tx.rollback().await?;
-            let banned = self.login_account(space, &reg.email).await?.is_some_and(|a| a.ban);
-            return Ok(if banned { RegistrationOutcome::Banned } else { RegistrationOutcome::AlreadyRegistered });
+        let (customer, outcome) = match written {
+            Some((customer, cu_ref_no)) => {
+                // A new password: tokens sent for an older one must not confirm it.
+                sqlx::query("delete from account_tokens where space_id = $1 and customer_id = $2 and used_at is null")
+                    .bind(space.0)
+                    .bind(customer)
+                    .execute(&mut *tx)
+                    .await?;
+                (customer, RegistrationOutcome::Registered { cu_ref_no })
+            }
+            None => {
+                let account: Option<LoginAccount> = sqlx::query_as(ACCOUNT_STATE)
+                    .bind(space.0)
+                    .bind(reg.email.canonical())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match account {
+                    Some(a) if a.ban => return Ok(RegistrationOutcome::Banned),
+                    // Waiting for confirmation: the first password stays; the message goes
+                    // out again, with a token of its own.
+                    Some(a) if a.password_hash.is_some() && !a.confirmed && reg.confirmation.is_some() => {
+                        (a.customer_id, RegistrationOutcome::Resent)
+                    }
+                    _ => return Ok(RegistrationOutcome::AlreadyRegistered),
+                }
+            }
         };
         if let Some(c) = &reg.confirmation {
-            sqlx::query("delete from account_tokens where space_id = $1 and customer_id = $2 and used_at is null")
-                .bind(space.0)
-                .bind(customer)
-                .execute(&mut *tx)
-                .await?;
             sqlx::query(
                 "insert into account_tokens (space_id, customer_id, digest, created_at, expires_at) \
                  values ($1, $2, $3, $4, $5)",
@@ -89,7 +106,7 @@ impl SqlStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(RegistrationOutcome::Registered { cu_ref_no })
+        Ok(outcome)
     }
 }
 
@@ -99,16 +116,30 @@ impl AccountStore for SqlStore {
         Ok(sqlx::query_as(ACCOUNT_STATE).bind(space.0).bind(email.canonical()).fetch_optional(&self.pool).await?)
     }
 
-    async fn count_attempt(&self, space: SpaceId, email: &Email, what: Attempt, window: TimeDelta) -> StoreResult<i64> {
+    async fn count_attempt(&self, space: SpaceId, subject: &str, what: Attempt, window: TimeDelta) -> StoreResult<i64> {
         let now = now();
         Ok(sqlx::query_scalar(COUNT_ATTEMPT)
             .bind(space.0)
-            .bind(email.canonical())
+            .bind(subject)
             .bind(what.as_str())
             .bind(now)
             .bind(now - window)
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn attempts(&self, space: SpaceId, subject: &str, what: Attempt, window: TimeDelta) -> StoreResult<i64> {
+        let count: Option<i64> = sqlx::query_scalar(
+            "select attempts from account_throttle where space_id = $1 and email_canonical = $2 and action = $3 \
+             and window_started_at > $4",
+        )
+        .bind(space.0)
+        .bind(subject)
+        .bind(what.as_str())
+        .bind(now() - window)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(count.unwrap_or(0))
     }
 
     async fn complete_registration(&self, space: SpaceId, reg: &Registration) -> StoreResult<RegistrationOutcome> {
@@ -148,7 +179,7 @@ impl AccountStore for SqlStore {
     async fn record_login(
         &self,
         space: SpaceId,
-        email: &Email,
+        subject: &str,
         customer_id: i64,
         identity_digest: Option<&str>,
     ) -> StoreResult<()> {
@@ -156,7 +187,7 @@ impl AccountStore for SqlStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query("delete from account_throttle where space_id = $1 and email_canonical = $2 and action = $3")
             .bind(space.0)
-            .bind(email.canonical())
+            .bind(subject)
             .bind(Attempt::Login.as_str())
             .execute(&mut *tx)
             .await?;

@@ -171,11 +171,15 @@ impl SqlStore {
             .bind(email.as_deref())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("delete from account_throttle where space_id = $1 and email_canonical = $2")
-            .bind(space.0)
-            .bind(canonical.as_deref())
-            .execute(&mut *tx)
-            .await?;
+        // Counters name the address alone, or the address and a client after a space.
+        sqlx::query(
+            "delete from account_throttle where space_id = $1 \
+             and (email_canonical = $2 or substr(email_canonical, 1, length($2) + 1) = $2 || ' ')",
+        )
+        .bind(space.0)
+        .bind(canonical.as_deref())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(ERASE_CUSTOMER).bind(id).bind(now).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)

@@ -195,8 +195,9 @@ enum OnEmailTaken {
     /// `create`: the existing customer's empty company fields are filled and its last
     /// visit recorded.
     FillEmpty,
-    /// Registration: the password is set on a guest (or an unconfirmed registration),
-    /// keeping its cuRefNo; a banned, erased or confirmed customer is left alone (no row).
+    /// Registration: the password is set on a guest (or on a registration never
+    /// confirmed whose tokens have all expired), keeping its cuRefNo; a banned, erased,
+    /// confirmed or pending (a live token) customer is left alone (no row).
     Register,
 }
 
@@ -221,7 +222,9 @@ impl OnEmailTaken {
                  company_name = coalesce(customers.company_name, excluded.company_name), \
                  last_ip = excluded.last_ip, last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at \
                  where customers.ban = false and customers.erased_at is null \
-                 and (customers.password_hash is null or customers.account_confirmed_at is null)"
+                 and (customers.password_hash is null or (customers.account_confirmed_at is null \
+                 and not exists (select 1 from account_tokens t where t.space_id = customers.space_id \
+                 and t.customer_id = customers.id and t.used_at is null and t.expires_at > excluded.last_seen_at)))"
             }
         }
     }
