@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+use crate::admin::OPERATOR_ORGANISATION;
 use crate::auth::{KeyRegistry, Scope};
 use crate::config::{LogFormat, ServeConfig};
 use crate::http::cors::CorsPolicy;
@@ -27,15 +28,18 @@ pub fn init_logging(format: LogFormat) {
 
 /// On an empty database: creates organisation `default` and returns one new key of each
 /// kind, to be shown once. Returns nothing when any organisation already exists.
+/// The organisation, its spaces and its keys are written in one transaction, so a start
+/// that dies half-way leaves no organisation without keys, and of two instances starting
+/// at once on an empty database exactly one makes (and prints) them.
 pub async fn bootstrap(store: &DynStore) -> anyhow::Result<Vec<ApiKey>> {
-    if store.organisation_count().await? > 0 || !store.ensure_organisation("default", "Default organisation").await? {
+    if store.organisation_count().await? > 0 {
         return Ok(Vec::new());
     }
-    let mut keys = Vec::new();
-    for kind in [ApiKeyKind::Prod, ApiKeyKind::Dev, ApiKeyKind::Root] {
-        let key = ApiKey::generate(kind);
-        store.insert_key("default", &new_key(&key, "created at first start", Scope::defaults_for(kind))).await?;
-        keys.push(key);
+    let keys: Vec<ApiKey> = [ApiKeyKind::Prod, ApiKeyKind::Dev, ApiKeyKind::Root].map(ApiKey::generate).into();
+    let rows: Vec<NewKey> =
+        keys.iter().map(|k| new_key(k, "created at first start", Scope::defaults_for(k.kind()))).collect();
+    if !store.bootstrap(OPERATOR_ORGANISATION, "Default organisation", &rows).await? {
+        return Ok(Vec::new());
     }
     Ok(keys)
 }

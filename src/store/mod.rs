@@ -105,6 +105,9 @@ pub trait AdminStore: Send + Sync {
     /// Creates the organisation with both spaces if it does not exist; true if created.
     async fn ensure_organisation(&self, slug: &str, name: &str) -> StoreResult<bool>;
     async fn organisation_count(&self) -> StoreResult<i64>;
+    /// On a database without organisations: creates this one with its spaces and keys, in
+    /// one transaction; false (nothing written) when any organisation exists.
+    async fn bootstrap(&self, slug: &str, name: &str, keys: &[NewKey]) -> StoreResult<bool>;
     /// Creates the organisation with both spaces; `Conflict` if the slug is taken.
     async fn create_organisation(&self, slug: &str, name: &str) -> StoreResult<Organisation>;
     async fn list_organisations(&self) -> StoreResult<Vec<Organisation>>;

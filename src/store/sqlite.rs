@@ -41,6 +41,9 @@ mod dialect {
 }
 
 // Compiled once per backend on purpose: see the module docs of `store`.
+/// Runs of the migrator on one start, at most: enough to outwait another instance.
+const MIGRATION_ATTEMPTS: u32 = 50;
+
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 mod sql;
@@ -66,7 +69,22 @@ impl SqliteStore {
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        // SQLite's migrator takes no lock: two instances starting at once on one file race,
+        // and the loser's transaction fails (a table "already exists", or the database is
+        // busy). Its migration rolled back whole, so running the migrator again, once the
+        // winner is done, finds the work done.
+        let mut attempt = 0;
+        loop {
+            match sqlx::migrate!("migrations/sqlite").run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < MIGRATION_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "migrations raced another instance; running them again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Self::new(pool))
     }
 }

@@ -228,6 +228,22 @@ async fn first_start_prints_keys_once(backend: Backend) {
 }
 per_backend!(first_start_prints_keys_once, super::first_start_prints_keys_once);
 
+/// Two instances started at the same moment on one empty database both come up; the
+/// first-start keys are made, and printed, once.
+async fn two_instances_start_at_once(backend: Backend) {
+    let Some(db) = fresh_db(backend).await else { return };
+    let starts: Vec<_> = (0..2)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || ChildServer::new(["serve"]).database_url(&url).start())
+        })
+        .collect();
+    let servers: Vec<Running> = starts.into_iter().map(|s| s.join().expect("an instance came up")).collect();
+    let printed: usize = servers.into_iter().map(|s| printed_keys(&s.stop_ok().stdout).len()).sum();
+    assert_eq!(printed, 3, "one key of each kind, printed by one instance");
+}
+per_backend!(two_instances_start_at_once, super::two_instances_start_at_once);
+
 async fn demo_is_idempotent_and_matches_seed_002(backend: Backend) {
     let Some(db) = fresh_db(backend).await else { return };
     let server = Server::start(&db.url, &["serve", "--demo"], &[]);

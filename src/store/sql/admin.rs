@@ -119,26 +119,9 @@ impl SqlStore {
     /// false (and nothing changed) if the slug is taken.
     async fn insert_organisation(&self, slug: &str, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let created: Option<i64> = sqlx::query_scalar(
-            "insert into organisations (slug, name, created_at) values ($1, $2, $3) \
-             on conflict (slug) do nothing returning id",
-        )
-        .bind(slug)
-        .bind(name)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(id) = created {
-            for mode in [Mode::Live, Mode::Sandbox] {
-                sqlx::query("insert into spaces (organisation_id, mode) values ($1, $2)")
-                    .bind(id)
-                    .bind(mode.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        let created = insert_organisation(&mut tx, slug, name, now).await?;
         tx.commit().await?;
-        Ok(created.is_some())
+        Ok(created)
     }
 
     async fn organisation_exists(&self, slug: &str) -> StoreResult<bool> {
@@ -191,6 +174,30 @@ impl AdminStore for SqlStore {
 
     async fn organisation_count(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("select count(*) from organisations").fetch_one(&self.pool).await?)
+    }
+
+    async fn bootstrap(&self, slug: &str, name: &str, keys: &[NewKey]) -> StoreResult<bool> {
+        let now = now();
+        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        let existing: i64 = sqlx::query_scalar("select count(*) from organisations").fetch_one(&mut *tx).await?;
+        if existing > 0 {
+            return Ok(false);
+        }
+        // Another instance starting at once may create it first: the slug is taken, and
+        // that one prints the keys.
+        match insert_organisation(&mut tx, slug, name, now).await {
+            Ok(true) => {}
+            Ok(false) | Err(StoreError::Conflict(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        for key in keys {
+            insert_key(&mut *tx, KEEP_EXISTING, slug, key, now).await?;
+        }
+        match tx.commit().await.map_err(StoreError::from) {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn create_organisation(&self, slug: &str, name: &str) -> StoreResult<Organisation> {
@@ -381,4 +388,28 @@ impl AdminStore for SqlStore {
             })
             .collect())
     }
+}
+
+/// Adds the organisation with its live and sandbox spaces in `tx`; false if the slug is
+/// taken.
+async fn insert_organisation(tx: &mut super::Tx, slug: &str, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    let created: Option<i64> = sqlx::query_scalar(
+        "insert into organisations (slug, name, created_at) values ($1, $2, $3) \
+         on conflict (slug) do nothing returning id",
+    )
+    .bind(slug)
+    .bind(name)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(id) = created {
+        for mode in [Mode::Live, Mode::Sandbox] {
+            sqlx::query("insert into spaces (organisation_id, mode) values ($1, $2)")
+                .bind(id)
+                .bind(mode.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(created.is_some())
 }
