@@ -123,6 +123,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         }
         None => tracing::info!("SANDBOX_SMTP_URL is not set: sandbox messages stay queued in mail_outbox"),
     }
+    spawn_sweeper(store.clone(), accounts.confirm_token_lifetime);
     let state = AppState {
         store,
         keys,
@@ -143,6 +144,22 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let limits = ConnectionLimits { shutdown_grace: grace, ..ConnectionLimits::default() };
     crate::http::serve::serve(listener, crate::app(state), shutdown, &limits).await
+}
+
+/// How often expired idempotency keys and expired tokens in the outbox are removed.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Forgets, every `SWEEP_EVERY`, what has outlived its use (see `OutboxStore::sweep`).
+fn spawn_sweeper(store: DynStore, token_lifetime: chrono::TimeDelta) {
+    tokio::spawn(async move {
+        loop {
+            match store.sweep(crate::store::now() - token_lifetime).await {
+                Ok(swept) => tracing::debug!(?swept, "swept expired idempotency keys and outbox tokens"),
+                Err(e) => tracing::warn!(error = %e, "sweeping expired data failed; will retry"),
+            }
+            tokio::time::sleep(SWEEP_EVERY).await;
+        }
+    });
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

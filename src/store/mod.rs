@@ -245,6 +245,16 @@ pub trait OutboxStore: Send + Sync {
     /// Marks a message sent and clears its body, which carried a live token.
     async fn mark_outbox_sent(&self, id: i64) -> StoreResult<()>;
     async fn mark_outbox_failed(&self, id: i64, error: &str) -> StoreResult<()>;
+    /// Forgets what has outlived its use: idempotency keys past their lifetime, and the
+    /// bodies of unsent messages queued before `outbox_before` (their tokens have expired).
+    async fn sweep(&self, outbox_before: DateTime<Utc>) -> StoreResult<Swept>;
+}
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Swept {
+    pub idempotency_keys: u64,
+    pub outbox_bodies: u64,
 }
 
 /// Everything the server stores; a `DynStore` answers every area's methods.

@@ -141,6 +141,10 @@ pub struct CreditAdd {
     pub idempotency: Option<Idempotency>,
 }
 
+/// How long an Idempotency-Key is remembered: a retry within it returns the first result;
+/// after it the key is free again (as Stripe keeps them).
+pub const IDEMPOTENCY_KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
 /// A client's Idempotency-Key and a digest of the request it came with.
 #[derive(Debug, Clone)]
 pub struct Idempotency {

@@ -326,3 +326,42 @@ backend_test!(erasure_removes_personal_data_from_every_table, |app| {
     let sessions: Vec<&str> = rows.lines().filter(|l| l.starts_with("sessions:")).collect();
     assert!(sessions.is_empty(), "{sessions:?}");
 });
+
+backend_test!(idempotency_keys_and_outbox_tokens_expire, |app| {
+    // Setup: a credit under a key, and a registration's queued confirmation
+    let cu = cu(&upsert(&app, json!({ "email": "expiry@example.com" })).await);
+    let credit = |amount: i64| {
+        app.client
+            .post(app.url(CREDIT))
+            .bearer_auth(&app.keys.prod)
+            .header("idempotency-key", "expiring-key")
+            .json(&json!({ "cuRefNo": cu, "amount": amount, "reason": "expiry" }))
+            .send()
+    };
+    assert_eq!(credit(5).await.unwrap().status().as_u16(), 200);
+    assert_eq!(credit(6).await.unwrap().status().as_u16(), 409, "the same key, another request");
+    let (status, _) = app
+        .post(
+            "/contact/v1/register-account",
+            &app.keys.prod,
+            json!({ "email": "late@example.com", "password": "Correct1Horse" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Exec: a day and more passes
+    let long_ago = chrono::Utc::now() - chrono::TimeDelta::hours(49);
+    app.db.set_created_at("idempotency_keys", long_ago).await;
+    app.db.set_created_at("mail_outbox", long_ago).await;
+
+    // Check: the key is free again, and a sweep forgets what has expired
+    let res = credit(6).await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(support::split(res).await.1["creditBalance"], 11);
+    app.db.set_created_at("idempotency_keys", long_ago).await;
+    let swept = app.store.sweep(chrono::Utc::now() - chrono::TimeDelta::hours(48)).await.unwrap();
+    assert_eq!((swept.idempotency_keys, swept.outbox_bodies), (1, 1));
+    let space = app.store.space_of("acme", Mode::Live).await.unwrap();
+    let message = app.db.latest_outbox_message(space, "late@example.com").await.expect("still listed");
+    assert_eq!(message.body, "", "an expired token is no longer readable");
+});

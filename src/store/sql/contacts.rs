@@ -7,7 +7,7 @@ use super::{dialect, lock_customer, profile_by_id, retrying, SqlStore, CU_REF_NO
 use crate::normalize::CuRefNo;
 use crate::store::{
     now, ContactRefusal, ContactStore, ContactWrite, CreditAdd, CreditOutcome, Profile, SpaceId, StoreError,
-    StoreResult, Written,
+    StoreResult, Written, IDEMPOTENCY_KEY_LIFETIME,
 };
 
 /// Every row holding the erased customer's personal data, by customer id (`$2`).
@@ -90,14 +90,18 @@ impl SqlStore {
         let now = now();
         let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
         if let Some(idem) = &credit.idempotency {
+            // A key past its lifetime is claimed afresh, as if never used.
             let claimed = sqlx::query(
                 "insert into idempotency_keys (space_id, idempotency_key, fingerprint, response, created_at) \
-                 values ($1, $2, $3, '', $4) on conflict (space_id, idempotency_key) do nothing",
+                 values ($1, $2, $3, '', $4) on conflict (space_id, idempotency_key) do update set \
+                 fingerprint = excluded.fingerprint, response = '', created_at = excluded.created_at \
+                 where idempotency_keys.created_at <= $5",
             )
             .bind(space.0)
             .bind(&idem.key)
             .bind(&idem.fingerprint)
             .bind(now)
+            .bind(now - IDEMPOTENCY_KEY_LIFETIME)
             .execute(&mut *tx)
             .await?;
             if claimed.rows_affected() == 0 {

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 
 use super::SqlStore;
-use crate::store::{now, Mode, OutboxMessage, OutboxStore, StoreResult};
+use chrono::{DateTime, Utc};
+
+use crate::store::{now, Mode, OutboxMessage, OutboxStore, StoreResult, Swept, IDEMPOTENCY_KEY_LIFETIME};
 
 #[async_trait]
 impl OutboxStore for SqlStore {
@@ -29,6 +31,19 @@ impl OutboxStore for SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn sweep(&self, outbox_before: DateTime<Utc>) -> StoreResult<Swept> {
+        let keys = sqlx::query("delete from idempotency_keys where created_at <= $1")
+            .bind(now() - IDEMPOTENCY_KEY_LIFETIME)
+            .execute(&self.pool)
+            .await?;
+        let bodies =
+            sqlx::query("update mail_outbox set body = '' where sent_at is null and body <> '' and created_at <= $1")
+                .bind(outbox_before)
+                .execute(&self.pool)
+                .await?;
+        Ok(Swept { idempotency_keys: keys.rows_affected(), outbox_bodies: bodies.rows_affected() })
     }
 
     async fn mark_outbox_failed(&self, id: i64, error: &str) -> StoreResult<()> {

@@ -194,6 +194,17 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Moves every row of `table` back to having been created at `at`.
+    pub async fn set_created_at(&self, table: &str, at: DateTime<Utc>) {
+        let sql = format!("update {table} set created_at = $1");
+        on_either!(self.connect().await, |c| sqlx::query(&sql)
+            .bind(micros(at))
+            .execute(&mut c)
+            .await
+            .expect("set created_at")
+            .rows_affected());
+    }
+
     /// Rows that still tie an erased customer to a person: its own personal fields, and
     /// its contact points, groups, subscriptions, sessions and relations.
     pub async fn erased_leftovers(&self) -> i64 {
