@@ -4,9 +4,8 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -87,18 +86,19 @@ pub struct Caller {
 
 /// Resolves keys against the registry, caching known keys for a few seconds so the hot
 /// paths cost no extra round trip. Unknown keys are remembered apart (so a flood of them
-/// never evicts a real one), and a client address that keeps failing authentication is
-/// refused before any lookup.
+/// never evicts a real one), and each client address has a budget of lookups of keys the
+/// server has not seen lately, spent before the lookup: however many unknown keys a
+/// client sends, at once or in turn, past the budget they cost no query.
 #[derive(Clone)]
 pub struct KeyRegistry {
     store: DynStore,
     cache: Cache<String, Arc<KeyRecord>>,
-    /// Digests found in the registry lately: still looked up for a client that is
-    /// blocked, so a valid key keeps working beside a flood from the same address.
+    /// Digests found in the registry lately: looked up outside any budget, so a valid key
+    /// keeps working beside a flood from the same address.
     known: Cache<String, ()>,
     unknown: Cache<String, ()>,
-    failures: moka::sync::Cache<IpAddr, Arc<Failures>>,
-    failure_quota: Quota,
+    lookups: moka::sync::Cache<IpAddr, Arc<DefaultDirectRateLimiter>>,
+    lookup_quota: Quota,
     limits: RateLimits,
     /// Keys whose `last_used_at` this process wrote within the last interval.
     touched: Cache<i64, ()>,
@@ -113,19 +113,9 @@ pub const KNOWN_KEY_TTI: Duration = Duration::from_secs(3600);
 /// How long an unknown key is answered from memory.
 pub const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(60);
 
-/// Failed authentications a client address may have, refilled evenly over a minute.
+/// Lookups of keys not seen lately a client address may cause, refilled evenly over a
+/// minute.
 pub const AUTH_FAILURES_PER_MINUTE: u32 = 60;
-
-/// One client address's failed authentications.
-struct Failures {
-    budget: DefaultDirectRateLimiter,
-    /// Until when (Unix milliseconds) the address is refused before any lookup.
-    blocked_until: AtomicU64,
-}
-
-fn unix_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Why a lookup found no key: not an error of the store, so never cached as one.
 #[derive(Debug, Clone)]
@@ -139,29 +129,29 @@ impl KeyRegistry {
         let cache = Cache::builder().max_capacity(100_000).time_to_live(ttl).build();
         let known = Cache::builder().max_capacity(100_000).time_to_idle(KNOWN_KEY_TTI).build();
         let unknown = Cache::builder().max_capacity(100_000).time_to_live(UNKNOWN_KEY_TTL).build();
-        let failures =
-            moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(600)).build();
+        let lookups = moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(600)).build();
         let touched = Cache::builder().max_capacity(100_000).time_to_live(KEY_TOUCH_INTERVAL).build();
         Self {
             store,
             cache,
             known,
             unknown,
-            failures,
-            failure_quota: Self::failure_quota(AUTH_FAILURES_PER_MINUTE),
+            lookups,
+            lookup_quota: Self::lookup_quota(AUTH_FAILURES_PER_MINUTE),
             limits: RateLimits::default(),
             touched,
         }
     }
 
-    fn failure_quota(per_minute: u32) -> Quota {
+    fn lookup_quota(per_minute: u32) -> Quota {
         let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         Quota::per_minute(n).allow_burst(n)
     }
 
-    /// Replaces how many failed authentications a client address may have a minute.
+    /// Replaces how many lookups of keys not seen lately a client address may cause a
+    /// minute.
     pub fn with_failure_limit(mut self, per_minute: u32) -> Self {
-        self.failure_quota = Self::failure_quota(per_minute);
+        self.lookup_quota = Self::lookup_quota(per_minute);
         self
     }
 
@@ -174,22 +164,6 @@ impl KeyRegistry {
     /// Runs the pipeline for a raw key (already chosen by precedence). The rate state, once
     /// known, is left in `rate` for the response headers, whatever the outcome after it.
     pub async fn authorize(
-        &self,
-        raw: Option<&str>,
-        scope: Scope,
-        client: Option<IpAddr>,
-        rate: Option<&RateSlot>,
-    ) -> Result<Caller, AuthError> {
-        let result = self.check(raw, scope, client, rate).await;
-        if let (Err(AuthError::Missing | AuthError::Format | AuthError::Expired | AuthError::Revoked), Some(ip)) =
-            (&result, client)
-        {
-            self.note_failure(ip);
-        }
-        result
-    }
-
-    async fn check(
         &self,
         raw: Option<&str>,
         scope: Scope,
@@ -230,7 +204,7 @@ impl KeyRegistry {
     }
 
     /// The key's record: from memory when it is known (or known to be unknown), else from
-    /// the registry, unless the client has failed too often to deserve a lookup.
+    /// the registry, unless the client has spent its budget of such lookups.
     async fn lookup(&self, digest: String, client: Option<IpAddr>) -> Result<Arc<KeyRecord>, AuthError> {
         if let Some(record) = self.cache.get(&digest).await {
             return Ok(record);
@@ -238,9 +212,13 @@ impl KeyRegistry {
         if self.unknown.contains_key(&digest) {
             return Err(AuthError::Missing);
         }
-        if !self.known.contains_key(&digest) {
-            if let Some(retry_after) = client.and_then(|ip| self.blocked(ip)) {
-                return Err(AuthError::RateLimited { retry_after });
+        if let (false, Some(ip)) = (self.known.contains_key(&digest), client) {
+            let quota = self.lookup_quota;
+            let budget = self.lookups.get_with(ip, || Arc::new(RateLimiter::direct(quota)));
+            if let Err(not_until) = budget.check() {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                tracing::debug!(client = %ip, "lookups of unknown keys over the budget");
+                return Err(AuthError::RateLimited { retry_after: wait.as_secs().max(1) });
             }
         }
         let store = self.store.clone();
@@ -267,27 +245,6 @@ impl KeyRegistry {
                 }
                 Lookup::Store(e) => Err(e.clone().into()),
             },
-        }
-    }
-
-    /// Seconds the client must wait before its next lookup, when it is blocked.
-    fn blocked(&self, ip: IpAddr) -> Option<u64> {
-        let until = self.failures.get(&ip)?.blocked_until.load(Ordering::Relaxed);
-        let now = unix_millis();
-        (until > now).then(|| (until - now).div_ceil(1000))
-    }
-
-    /// Counts a failed authentication; past the address's budget it is blocked until
-    /// the budget has room again.
-    fn note_failure(&self, ip: IpAddr) {
-        let quota = self.failure_quota;
-        let entry = self.failures.get_with(ip, || {
-            Arc::new(Failures { budget: RateLimiter::direct(quota), blocked_until: AtomicU64::new(0) })
-        });
-        if let Err(not_until) = entry.budget.check() {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            entry.blocked_until.store(unix_millis() + wait.as_millis() as u64, Ordering::Relaxed);
-            tracing::debug!(client = %ip, "authentication failures over the budget; lookups paused");
         }
     }
 

@@ -198,8 +198,8 @@ pub struct ServeConfig {
     /// bounded by the body's idle timeout alone.
     #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_seconds: u64,
-    /// Failed authentications a client address may have a minute before its unknown keys
-    /// are refused (429) without a lookup.
+    /// Lookups of keys this server has not seen lately that one client address may cause
+    /// a minute; past it such keys are refused (429) without a lookup.
     #[arg(long, env = "AUTH_FAILURES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failures_per_minute: u32,
 

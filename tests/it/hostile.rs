@@ -582,8 +582,10 @@ async fn unknown_key_flood_is_slowed(backend: Backend) {
         let (status, body) = split(ping_from(&attacker, &base, DEMO_PROD).await).await;
         assert_eq!(status, 200, "the valid key was refused after {seen:?}: {body}");
     }
+    // The budget counts lookups of keys not seen lately: the valid key's first lookup
+    // spent one of the five.
     let refused = seen.iter().take_while(|s| **s == 401).count();
-    assert!((5..=7).contains(&refused), "401s before the first 429: {refused}; {seen:?}");
+    assert!((4..=6).contains(&refused), "401s before the first 429: {refused}; {seen:?}");
     assert!(seen[refused..].iter().all(|s| *s == 429), "the address was let back in too soon: {seen:?}");
 
     // Another address is judged on its own failures.
