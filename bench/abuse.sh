@@ -105,13 +105,17 @@ xact() {
 # later when busy): wait before each reading, so that it holds the phase before it.
 settle() { if [ -n "$db_name" ]; then sleep "${SETTLE:-15}"; fi; }
 to_ms() { awk '{v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; printf "%.3f", v}'; }
-# measure: wrk on ping with the valid key for DURATION; sets p50, p99, bad, rps.
+# measure: wrk on ping with the valid key for DURATION; sets p50, p99, bad, rps, and
+# cpu (the server's CPU time meanwhile, as a percentage of one core).
 measure() {
+  local before
+  before=$(cpu_ms)
   wrk -t1 -c4 -d"${DURATION}s" --latency "$base/ping/v1?apiKey=$key" >"$tmp/wrk.out" 2>&1
   p50=$(awk '/^ +50%/ {print $2}' "$tmp/wrk.out" | to_ms)
   p99=$(awk '/^ +99%/ {print $2}' "$tmp/wrk.out" | to_ms)
   bad=$(awk '/Non-2xx/ {print $NF}' "$tmp/wrk.out"); bad=${bad:-0}
   rps=$(awk '/Requests\/sec/ {printf "%d", $2}' "$tmp/wrk.out")
+  cpu=$(awk -v a="$(cpu_ms)" -v b="$before" -v d="$DURATION" 'BEGIN {printf "%d%%", (a - b) / d / 10}')
 }
 transactions() { # BEFORE AFTER
   if [ "$1" = n/a ]; then echo n/a; else echo $(($2 - $1 - 1)); fi
@@ -119,16 +123,17 @@ transactions() { # BEFORE AFTER
 # Adds up "status:count" words from the files named, e.g. "401:150 429:58000".
 answers() { cat "$@" | tr ' ' '\n' | awk -F: 'NF == 2 && $2 ~ /^[0-9]+$/ {n[$1] += $2}
   END {for (s in n) printf "%s:%d\n", s, n[s]}' | sort | paste -sd' '; }
-format='%-30s %7s %7s %5s %5s %7s %7s  %7s  %-22s %s\n'
+format='%-30s %7s %7s %5s %5s %7s %7s %8s  %7s  %-22s %s\n'
 row() { # LABEL FLOOD-KEYS FLOOD-ANSWERS TRANSACTIONS
   printf "$format" "$1" "$p50" "$p99" \
     "$(awk -v a="$p50" -v b="$p50_alone" 'BEGIN {printf "%.2f", a / b}')" \
-    "$(awk -v a="$p99" -v b="$p99_alone" 'BEGIN {printf "%.2f", a / b}')" "$rps" "$bad" "$2" "$3" "$4"
+    "$(awk -v a="$p99" -v b="$p99_alone" 'BEGIN {printf "%.2f", a / b}')" "$rps" "$bad" "$cpu" "$2" "$3" "$4"
 }
 echo
 echo "2. GET /ping/v1 with the valid key (wrk, 4 connections, ${DURATION} s per phase; ms)"
-echo "   flood: keys sent, each a fresh random one, and their answers (a 401 is a lookup)"
-printf "$format" phase p50 p99 'p50×' 'p99×' 'req/s' non-2xx flood 'flood answers' 'db transactions'
+echo "   srv CPU: the server's, in % of one core; flood: keys sent, each a fresh random one,"
+echo "   and their answers (a 401 is a lookup); db transactions: committed during the phase"
+printf "$format" phase p50 p99 'p50×' 'p99×' 'req/s' non-2xx 'srv CPU' flood 'flood answers' 'db transactions'
 wrk -t1 -c4 -d2s "$base/ping/v1?apiKey=$key" >/dev/null 2>&1 # warm-up, not counted
 settle # the demo seed's transactions, counted before the first phase starts
 c0=$(xact)
