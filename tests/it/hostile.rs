@@ -617,6 +617,24 @@ async fn valid_key_outlives_its_cache_while_the_address_is_refused(backend: Back
     assert_eq!(status, 200, "the valid key was refused once out of the cache: {body}");
 }
 
+/// Unknown keys sent all at once, each on a connection of its own, get no more lookups
+/// than sent one after another: the budget holds however many requests are in flight.
+async fn concurrent_unknown_keys_stay_within_the_budget(backend: Backend) {
+    let Some(child) = child(backend, &[("AUTH_FAILURES_PER_MINUTE", "5")]).await else { return };
+    let base = child.server.base.clone();
+    // No connection reuse: every request is in flight on its own connection at once.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(10)).build().unwrap();
+    let requests = (0..50).map(|_| {
+        let (client, base) = (&client, &base);
+        async move { ping_from(client, base, &unknown_key()).await.status().as_u16() }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    let looked_up = statuses.iter().filter(|s| **s == 401).count();
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
+    // Five within the budget, and the one that found it spent.
+    assert!(looked_up <= 6, "{looked_up} of 50 concurrent unknown keys were looked up with a budget of 5");
+}
+
 /// Declares `name::sqlite` and `name::postgres` for a scenario `async fn(Backend)`.
 macro_rules! per_backend {
     ($name:ident, $scenario:path $(, #[$attr:meta])?) => {
@@ -640,4 +658,9 @@ per_backend!(unknown_key_flood_is_slowed, super::unknown_key_flood_is_slowed);
 per_backend!(
     valid_key_outlives_its_cache_while_the_address_is_refused,
     super::valid_key_outlives_its_cache_while_the_address_is_refused
+);
+per_backend!(
+    concurrent_unknown_keys_stay_within_the_budget,
+    super::concurrent_unknown_keys_stay_within_the_budget,
+    #[ignore = "known gap: the failure budget is charged after the lookup, so requests in flight together all get one"]
 );
