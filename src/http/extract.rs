@@ -89,14 +89,22 @@ pub fn is_json(mime: &str) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-/// Why a body could not be read: the client stopped sending it, or it is too large.
-fn body_error(err: axum::Error, too_large: ApiError) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+/// Whether reading a body failed because the client paused longer than allowed.
+pub fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
     while let Some(e) = source {
         if e.is::<tower_http::timeout::TimeoutError>() {
-            return ApiError::RequestTimeout;
+            return true;
         }
         source = e.source();
+    }
+    false
+}
+
+/// Why a body could not be read: the client stopped sending it, or it is too large.
+fn body_error(err: axum::Error, too_large: ApiError) -> ApiError {
+    if is_body_timeout(&err) {
+        return ApiError::RequestTimeout;
     }
     too_large
 }
@@ -153,7 +161,12 @@ where
                 read_json_object(&parts.headers, body, BODY_LIMIT, || ApiError::PayloadTooLarge(BODY_LIMIT)).await?
             }
             Some(Err(_)) if query.is_some() => return Err(early.and_then(Result::err).expect("a refusal")),
-            _ => read_json_object(&parts.headers, body, KEYLESS_BODY_LIMIT, || ApiError::KeyMissing).await?,
+            _ => match read_json_object(&parts.headers, body, KEYLESS_BODY_LIMIT, || ApiError::KeyMissing).await {
+                Ok(map) => map,
+                // Too large to look for a key in: the header's key is the one refused.
+                Err(ApiError::KeyMissing) => return Err(early.and_then(Result::err).unwrap_or(ApiError::KeyMissing)),
+                Err(e) => return Err(e),
+            },
         };
         let body_key = match map.get("apiKey") {
             None | Some(Value::Null) => None,

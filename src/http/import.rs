@@ -4,6 +4,8 @@
 //! first, then one result per item) is sent once every item is written.
 
 use std::io::SeekFrom;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -18,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::extract::{authorize, is_json, media_type, request_key, Endpoint};
+use super::extract::{authorize, is_body_timeout, is_json, media_type, request_key, Endpoint};
 use super::AppState;
 use crate::auth::Scope;
 use crate::import::{Importer, ItemResult, Stop, Summary};
@@ -90,6 +92,7 @@ const NOT_WRITTEN: &str = "the database failed; items from here on were not writ
 fn stop_error(stop: &Stop) -> ApiError {
     match stop {
         Stop::Input(message) => ApiError::invalid(message.clone(), None),
+        Stop::Stalled => ApiError::RequestTimeout,
         Stop::TooLarge(message) => ApiError::ImportTooLarge(message.clone()),
         Stop::TooManyErrors(max) => ApiError::ImportTooManyErrors(*max),
         Stop::Unavailable => ApiError::Unavailable,
@@ -122,7 +125,15 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Respo
     if !accepted(&parts.headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let input = SyncIoBridge::new(StreamReader::new(body.into_data_stream().map_err(std::io::Error::other)));
+    let stalled = Arc::new(AtomicBool::new(false));
+    let seen = stalled.clone();
+    let body = body.into_data_stream().map_err(move |e| {
+        if is_body_timeout(&e) {
+            seen.store(true, Ordering::Relaxed);
+        }
+        std::io::Error::other(e)
+    });
+    let input = SyncIoBridge::new(StreamReader::new(body));
     let mut importer = Importer::start(state.store.clone(), caller.space, state.contacts, input);
 
     let file = tempfile::tempfile().map_err(io_error)?;
@@ -141,7 +152,10 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Respo
     let mut file = out.into_inner();
     file.seek(SeekFrom::Start(0)).await.map_err(io_error)?;
 
-    let summary = importer.summary().clone();
+    let mut summary = importer.summary().clone();
+    if stalled.load(Ordering::Relaxed) && matches!(summary.stop, Some(Stop::Input(_))) {
+        summary.stop = Some(Stop::Stalled);
+    }
     // Nothing was written: the whole request failed, and says so with the usual envelope.
     if summary.items == 0 {
         if let Some(stop) = &summary.stop {

@@ -65,6 +65,8 @@ pub struct Summary {
 pub enum Stop {
     /// The input could not be read on (broken JSON, a read error).
     Input(String),
+    /// The input paused longer than its sender is allowed to.
+    Stalled,
     /// More items or bytes than one import may carry.
     TooLarge(String),
     /// `max_failed` items failed; the rest was not read.
