@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
+use super::admin_rows::{kind, scopes, AuditRow, KeyInfoRow, KeyRow};
 use super::SqlStore;
-use crate::normalize::ApiKeyKind;
 use crate::store::{
     now, AdminStore, AuditActor, AuditEntry, KeyInfo, KeyRecord, KeyRevocation, Mode, NewAudit, NewKey, Organisation,
     PagePos, SpaceId, StoreError, StoreResult,
@@ -47,72 +47,6 @@ const LIST_AUDIT: &str = "select a.id, o.slug as organisation, a.actor, a.action
      where ($4 is null or a.organisation_id = (select id from organisations where slug = $4)) \
      and (a.created_at < $1 or (a.created_at = $1 and a.id < $2)) \
      order by a.created_at desc, a.id desc limit $3";
-
-#[derive(sqlx::FromRow)]
-struct KeyRow {
-    id: i64,
-    kind: String,
-    scopes: String,
-    expires_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    last_used_at: Option<DateTime<Utc>>,
-    rate_limit_per_minute: Option<i64>,
-    organisation: String,
-    space_id: i64,
-}
-
-#[derive(sqlx::FromRow)]
-struct KeyInfoRow {
-    id: i64,
-    prefix: String,
-    kind: String,
-    label: String,
-    scopes: String,
-    created_at: DateTime<Utc>,
-    last_used_at: Option<DateTime<Utc>>,
-    expires_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    rate_limit_per_minute: Option<i64>,
-}
-
-#[derive(sqlx::FromRow)]
-struct AuditRow {
-    id: i64,
-    organisation: Option<String>,
-    actor: String,
-    action: String,
-    target: String,
-    detail: Json<serde_json::Value>,
-    request_id: Option<String>,
-    created_at: DateTime<Utc>,
-}
-
-fn kind(stored: &str) -> StoreResult<ApiKeyKind> {
-    ApiKeyKind::from_str_db(stored).ok_or_else(|| StoreError::Other(format!("unknown key kind {stored}")))
-}
-
-/// Scopes are stored as one space-separated column.
-fn scopes(stored: &str) -> Vec<String> {
-    stored.split_whitespace().map(str::to_owned).collect()
-}
-
-impl TryFrom<KeyInfoRow> for KeyInfo {
-    type Error = StoreError;
-    fn try_from(r: KeyInfoRow) -> StoreResult<Self> {
-        Ok(KeyInfo {
-            id: r.id,
-            prefix: r.prefix,
-            kind: kind(&r.kind)?,
-            label: r.label,
-            scopes: scopes(&r.scopes),
-            created_at: r.created_at,
-            last_used_at: r.last_used_at,
-            expires_at: r.expires_at,
-            revoked_at: r.revoked_at,
-            rate_limit_per_minute: r.rate_limit_per_minute,
-        })
-    }
-}
 
 impl SqlStore {
     /// Adds the organisation with its live and sandbox spaces, in one transaction;

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod admin;
+mod admin_rows;
 mod contact_lists;
 mod contacts;
 mod customers;
