@@ -338,6 +338,30 @@ async fn demo_keys_reach_demo_alone_and_only_under_demo(backend: Backend) {
 }
 per_backend!(demo_keys_reach_demo_alone_and_only_under_demo, super::demo_keys_reach_demo_alone_and_only_under_demo);
 
+/// A database where an older version left the public keys in the operator's `default` is
+/// mended at its next start: `--demo` moves them to `demo`, a plain start disables them.
+async fn demo_keys_left_in_default_are_moved_to_demo(backend: Backend) {
+    // Setup: the keys where an older version put them
+    let Some(db) = fresh_db(backend).await else { return };
+    Server::start(&db.url, &["serve", "--demo"], &[]).stop_ok();
+    let moved = db
+        .execute(
+            "update api_keys set organisation_id = (select id from organisations where slug = 'default') \
+             where prefix in ('PRODPGrF', 'DEV_PGrF', 'ROOTPGrF')",
+        )
+        .await;
+    assert_eq!(moved, 3);
+
+    // Exec + Check: a demo start takes them back to `demo`
+    let server = Server::start(&db.url, &["serve", "--demo"], &[]);
+    let (status, body) = server.ping(DEMO_PROD).await;
+    assert_eq!((status, body["organisation"].as_str()), (200, Some("demo")), "{body}");
+    let (_, body) = server.send(server.client.get(server.url("/admin/v1/organisations")).bearer_auth(DEMO_ROOT)).await;
+    assert_eq!(body["organisations"].as_array().map(Vec::len), Some(1), "{body}");
+    server.stop_ok();
+}
+per_backend!(demo_keys_left_in_default_are_moved_to_demo, super::demo_keys_left_in_default_are_moved_to_demo);
+
 async fn restart_persists_customers(backend: Backend) {
     let Some(db) = fresh_db(backend).await else { return };
     let server = Server::start(&db.url, &["serve"], &[]);

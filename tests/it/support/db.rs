@@ -194,6 +194,15 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Runs one statement of the test's own.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        on_either!(self.connect().await, |c| sqlx::query(sql)
+            .execute(&mut c)
+            .await
+            .expect("run a statement")
+            .rows_affected())
+    }
+
     /// Moves every row of `table` back to having been created at `at`.
     pub async fn set_created_at(&self, table: &str, at: DateTime<Utc>) {
         let sql = format!("update {table} set created_at = $1");
