@@ -5,7 +5,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Connection as _;
 
 use super::PoolSettings;
 
@@ -64,6 +65,11 @@ impl SqliteStore {
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // After a crash the first reader recovers the WAL, and connections opened beside it
+        // meanwhile are refused as locked, busy timeout or not: one connection reads first.
+        let mut first = SqliteConnection::connect_with(&options).await?;
+        sqlx::query("select count(*) from sqlite_master").execute(&mut first).await?;
+        first.close().await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.min(8))
             .acquire_timeout(settings.acquire_timeout)

@@ -13,6 +13,7 @@ mod clients;
 mod contract;
 mod customer;
 mod deploy;
+mod durability;
 mod hostile;
 mod http;
 mod import;
