@@ -69,31 +69,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     let store = crate::store::connect(config.db.database_url.expose(), &config.db.pool_settings())
         .await
         .with_context(|| format!("cannot open DATABASE_URL {}", config.db.database_url))?;
-    let keys = bootstrap(&store).await?;
-    if !keys.is_empty() {
-        // Printed once to standard output, never logged: they are not stored anywhere else.
-        println!("First start: created organisation `default` with these API keys (shown only now):");
-        for key in &keys {
-            println!("  {:<4}  {}", key.kind().as_str(), key.expose());
-        }
-    }
-    if !config.demo {
-        let disabled = crate::seed::DEMO.disable_keys(&store).await?;
-        if disabled > 0 {
-            tracing::warn!(
-                disabled,
-                "disabled the public demo keys PRODPGrF…, DEV_PGrF… and ROOTPGrF…: started without --demo"
-            );
-        }
-    }
-    if config.demo {
-        crate::seed::DEMO.apply(&store).await?;
-        tracing::warn!(
-            "DEMO MODE: seeded organisation `demo` with the public example keys PRODPGrF…, DEV_PGrF… and \
-             ROOTPGrF…; anyone who has read BizKitHub's documentation can use them. They reach `demo` alone, \
-             and a start without --demo disables them."
-        );
-    }
+    prepare(&store, config.demo).await?;
     let listener =
         TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on BIND {}", config.bind))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
@@ -132,6 +108,60 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     };
     let app = crate::http::app_configured(state, &cors, &config.http_limits());
     crate::http::serve::serve(listener, app, shutdown, &config.connection_limits()).await
+}
+
+/// First-start keys, the demo data or the disabling of its keys: the data a start writes
+/// before serving. A database that is momentarily locked (SQLite just after a crash of the
+/// previous process, say) is waited for, a little; every step is idempotent.
+async fn prepare(store: &DynStore, demo: bool) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match prepare_once(store, demo).await {
+            Err(e) if attempt < PREPARE_ATTEMPTS && is_unavailable(&e) => {
+                tracing::warn!(error = %e, attempt, "the database is not ready; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs of `prepare_once` on one start, at most.
+const PREPARE_ATTEMPTS: u32 = 20;
+
+fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| matches!(c.downcast_ref::<crate::store::StoreError>(), Some(crate::store::StoreError::Unavailable(_))))
+}
+
+async fn prepare_once(store: &DynStore, demo: bool) -> anyhow::Result<()> {
+    let keys = bootstrap(store).await?;
+    if !keys.is_empty() {
+        // Printed once to standard output, never logged: they are not stored anywhere else.
+        println!("First start: created organisation `default` with these API keys (shown only now):");
+        for key in &keys {
+            println!("  {:<4}  {}", key.kind().as_str(), key.expose());
+        }
+    }
+    if !demo {
+        let disabled = crate::seed::DEMO.disable_keys(store).await?;
+        if disabled > 0 {
+            tracing::warn!(
+                disabled,
+                "disabled the public demo keys PRODPGrF…, DEV_PGrF… and ROOTPGrF…: started without --demo"
+            );
+        }
+    }
+    if demo {
+        crate::seed::DEMO.apply(store).await?;
+        tracing::warn!(
+            "DEMO MODE: seeded organisation `demo` with the public example keys PRODPGrF…, DEV_PGrF… and \
+             ROOTPGrF…; anyone who has read BizKitHub's documentation can use them. They reach `demo` alone, \
+             and a start without --demo disables them."
+        );
+    }
+    Ok(())
 }
 
 /// Serves `state` on `listener` until `shutdown`, then lets in-flight requests finish for
