@@ -17,7 +17,8 @@ use crate::auth::{Caller, Scope};
 use crate::fields::{self, limits, InputError};
 use crate::normalize::{ApiKey, ApiKeyKind};
 use crate::store::{
-    AuditActor, AuditEntry, DynStore, KeyInfo, KeyRevocation, NewAudit, NewKey, Organisation, PagePos, StoreError,
+    AuditActor, AuditEntry, AuditTarget, DynStore, KeyInfo, KeyRevocation, NewAudit, NewKey, Organisation, PagePos,
+    StoreError,
 };
 
 /// The organisation whose ROOT keys administer every organisation.
@@ -170,6 +171,29 @@ impl<'a> Admin<'a> {
         slug(organisation, "organisation")
     }
 
+    /// The audit row of an action of this actor.
+    fn entry(
+        &self,
+        organisation: Option<&str>,
+        action: &'static str,
+        target: AuditTarget,
+        detail: serde_json::Value,
+    ) -> NewAudit {
+        let actor = match self.actor {
+            Actor::Key { id, .. } => AuditActor::Key(id),
+            Actor::Cli => AuditActor::Cli,
+        };
+        NewAudit {
+            organisation: organisation.map(str::to_owned),
+            actor,
+            action,
+            target,
+            detail,
+            request_id: self.request_id.clone(),
+        }
+    }
+
+    /// Records a read; writes record theirs in their own transaction.
     async fn audit(
         &self,
         organisation: Option<&str>,
@@ -177,18 +201,7 @@ impl<'a> Admin<'a> {
         target: String,
         detail: serde_json::Value,
     ) -> Result<(), AdminError> {
-        let actor = match self.actor {
-            Actor::Key { id, .. } => AuditActor::Key(id),
-            Actor::Cli => AuditActor::Cli,
-        };
-        let entry = NewAudit {
-            organisation: organisation.map(str::to_owned),
-            actor,
-            action,
-            target,
-            detail,
-            request_id: self.request_id.clone(),
-        };
+        let entry = self.entry(organisation, action, AuditTarget::Named(target), detail);
         Ok(self.store.record_audit(&entry).await?)
     }
 
@@ -206,12 +219,12 @@ impl<'a> Admin<'a> {
         let name = name.ok_or_else(|| invalid("name", "name is required"))?;
         let name = fields::text(Some(name), "name", limits::ORGANISATION_NAME)?
             .ok_or_else(|| invalid("name", "name must not be blank"))?;
-        let organisation = match self.store.create_organisation(&slug, &name).await {
-            Err(StoreError::Conflict(_)) => return Err(invalid("slug", format!("organisation {slug} already exists"))),
-            other => other?,
-        };
-        self.audit(Some(&slug), "organisation.create", slug.clone(), json!({ "name": name })).await?;
-        Ok(organisation)
+        let audit =
+            self.entry(Some(&slug), "organisation.create", AuditTarget::Named(slug.clone()), json!({ "name": name }));
+        match self.store.create_organisation(&slug, &name, &audit).await {
+            Err(StoreError::Conflict(_)) => Err(invalid("slug", format!("organisation {slug} already exists"))),
+            other => Ok(other?),
+        }
     }
 
     /// Every organisation for the operator; an organisation's own ROOT key sees itself.
@@ -253,17 +266,17 @@ impl<'a> Admin<'a> {
             expires_at,
             rate_limit_per_minute: req.rate_limit_per_minute,
         };
-        let info = match self.store.create_key(&organisation, &new).await {
+        let detail = json!({
+            "prefix": new.prefix, "kind": kind.as_str(), "label": new.label, "scopes": new.scopes,
+            "expiresAt": new.expires_at, "rateLimitPerMinute": new.rate_limit_per_minute,
+        });
+        let audit = self.entry(Some(&organisation), "api_key.create", AuditTarget::NewRow, detail);
+        let info = match self.store.create_key(&organisation, &new, Some(&audit)).await {
             Err(StoreError::NotFound) => {
                 return Err(invalid("organisation", format!("no organisation {organisation}")));
             }
             other => other?,
         };
-        let detail = json!({
-            "prefix": info.prefix, "kind": kind.as_str(), "label": info.label, "scopes": info.scopes,
-            "expiresAt": info.expires_at, "rateLimitPerMinute": info.rate_limit_per_minute,
-        });
-        self.audit(Some(&organisation), "api_key.create", info.id.to_string(), detail).await?;
         Ok(CreatedKey { key, organisation, info })
     }
 
@@ -283,17 +296,14 @@ impl<'a> Admin<'a> {
     /// and its digest, so a server can drop it from its key cache at once.
     pub async fn revoke_key(&self, id: Option<i64>) -> Result<(bool, String), AdminError> {
         let id = id.ok_or_else(|| invalid("id", "id is required"))?;
-        match self.store.revoke_key_by_id(id, self.confined_to()).await? {
+        let audit = self.entry(None, "api_key.revoke", AuditTarget::Named(id.to_string()), serde_json::Value::Null);
+        match self.store.revoke_key_by_id(id, self.confined_to(), Some(&audit)).await? {
             KeyRevocation::NotFound => Err(invalid("id", format!("no API key with id {id}"))),
             KeyRevocation::OutOfScope => Err(AdminError::Forbidden(format!(
                 "API key {id} belongs to another organisation; this key administers only {}",
                 self.confined_to().unwrap_or_default()
             ))),
-            KeyRevocation::Done { digest, organisation, revoked } => {
-                self.audit(Some(&organisation), "api_key.revoke", id.to_string(), json!({ "revoked": revoked }))
-                    .await?;
-                Ok((revoked, digest))
-            }
+            KeyRevocation::Done { digest, revoked, .. } => Ok((revoked, digest)),
         }
     }
 

@@ -108,8 +108,9 @@ pub trait AdminStore: Send + Sync {
     /// On a database without organisations: creates this one with its spaces and keys, in
     /// one transaction; false (nothing written) when any organisation exists.
     async fn bootstrap(&self, slug: &str, name: &str, keys: &[NewKey]) -> StoreResult<bool>;
-    /// Creates the organisation with both spaces; `Conflict` if the slug is taken.
-    async fn create_organisation(&self, slug: &str, name: &str) -> StoreResult<Organisation>;
+    /// Creates the organisation with both spaces, and records `audit` in the same
+    /// transaction; `Conflict` if the slug is taken.
+    async fn create_organisation(&self, slug: &str, name: &str, audit: &NewAudit) -> StoreResult<Organisation>;
     async fn list_organisations(&self) -> StoreResult<Vec<Organisation>>;
     async fn space_of(&self, organisation: &str, mode: Mode) -> StoreResult<SpaceId>;
     /// Registers a key for an organisation; an existing digest is left as it is.
@@ -122,12 +123,20 @@ pub trait AdminStore: Send + Sync {
     async fn revoke_keys(&self, digests: &[String]) -> StoreResult<u64>;
     /// Registers a new key; `NotFound` if the organisation does not exist, `Conflict` if
     /// the digest is registered.
-    async fn create_key(&self, organisation: &str, key: &NewKey) -> StoreResult<KeyInfo>;
+    /// `audit`, when given, is recorded in the same transaction.
+    async fn create_key(&self, organisation: &str, key: &NewKey, audit: Option<&NewAudit>) -> StoreResult<KeyInfo>;
     /// An organisation's keys, oldest first; `NotFound` if the organisation does not exist.
     async fn list_keys(&self, organisation: &str) -> StoreResult<Vec<KeyInfo>>;
     async fn resolve_key(&self, digest: &str) -> StoreResult<Option<KeyRecord>>;
-    /// Revokes a key by id, confined to `organisation` when given.
-    async fn revoke_key_by_id(&self, id: i64, organisation: Option<&str>) -> StoreResult<KeyRevocation>;
+    /// Revokes a key by id, confined to `organisation` when given. `audit`, when given, is
+    /// recorded in the same transaction, of the key's organisation, with whether this call
+    /// revoked it as its detail.
+    async fn revoke_key_by_id(
+        &self,
+        id: i64,
+        organisation: Option<&str>,
+        audit: Option<&NewAudit>,
+    ) -> StoreResult<KeyRevocation>;
     /// Records a key's last use (never moving it backwards).
     async fn touch_key_last_used(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()>;
     async fn record_audit(&self, entry: &NewAudit) -> StoreResult<()>;

@@ -107,6 +107,14 @@ pub enum AuditActor {
     Cli,
 }
 
+/// What an audit row names as acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Named(String),
+    /// The row the audited write creates, by its id (a new key).
+    NewRow,
+}
+
 /// One audit row to add.
 #[derive(Debug, Clone)]
 pub struct NewAudit {
@@ -114,7 +122,7 @@ pub struct NewAudit {
     pub organisation: Option<String>,
     pub actor: AuditActor,
     pub action: &'static str,
-    pub target: String,
+    pub target: AuditTarget,
     pub detail: serde_json::Value,
     pub request_id: Option<String>,
 }

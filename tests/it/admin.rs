@@ -181,7 +181,7 @@ backend_test!(expired_keys_are_refused_even_when_cached, |app| {
     let past = ApiKey::generate(ApiKeyKind::Prod);
     let mut new = bizkit_mirror::server::new_key(&past, "past", Scope::all_names());
     new.expires_at = Some(chrono::Utc::now() - chrono::TimeDelta::seconds(1));
-    app.store.create_key("acme", &new).await.unwrap();
+    app.store.create_key("acme", &new, None).await.unwrap();
     assert_error(&app.get("/ping/v1", past.expose(), &[]).await, 401, "PUBLIC_API_KEY_EXPIRED");
 });
 
@@ -212,7 +212,10 @@ backend_test!(only_root_keys_with_the_admin_scope_administer, |app| {
     let op = operator(&app).await;
     let no_admin = ApiKey::generate(ApiKeyKind::Root);
     let scopes = Scope::defaults_for(ApiKeyKind::Root).into_iter().filter(|s| s != "admin").collect();
-    app.store.create_key("default", &bizkit_mirror::server::new_key(&no_admin, "no admin", scopes)).await.unwrap();
+    app.store
+        .create_key("default", &bizkit_mirror::server::new_key(&no_admin, "no admin", scopes), None)
+        .await
+        .unwrap();
 
     // Exec + Check: the harness's PROD and DEV_ keys carry every scope, admin included
     for route in &admin_routes {

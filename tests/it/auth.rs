@@ -36,8 +36,11 @@ backend_test!(each_check_has_its_own_code, |app| {
     assert_error(&app.get("/ping/v1", expired.expose(), &[]).await, 401, "PUBLIC_API_KEY_EXPIRED");
 
     let revoked = ApiKey::generate(ApiKeyKind::Prod);
-    let made =
-        app.store.create_key("acme", &bizkit_mirror::server::new_key(&revoked, "r", Scope::all_names())).await.unwrap();
+    let made = app
+        .store
+        .create_key("acme", &bizkit_mirror::server::new_key(&revoked, "r", Scope::all_names()), None)
+        .await
+        .unwrap();
     assert_eq!(app.get("/ping/v1", revoked.expose(), &[]).await.0, 200);
     let (status, body) = app.post("/admin/v1/api-keys/revoke", &app.keys.root, json!({ "id": made.id })).await;
     assert_eq!((status, &body["revoked"]), (200, &json!(true)), "{body}");

@@ -7,8 +7,8 @@ use sqlx::types::Json;
 use super::admin_rows::{kind, scopes, AuditRow, KeyInfoRow, KeyRow};
 use super::SqlStore;
 use crate::store::{
-    now, AdminStore, AuditActor, AuditEntry, KeyInfo, KeyRecord, KeyRevocation, Mode, NewAudit, NewKey, Organisation,
-    PagePos, SpaceId, StoreError, StoreResult,
+    now, AdminStore, AuditActor, AuditEntry, AuditTarget, KeyInfo, KeyRecord, KeyRevocation, Mode, NewAudit, NewKey,
+    Organisation, PagePos, SpaceId, StoreError, StoreResult,
 };
 
 /// A key of organisation `$1`; what happens to a digest registered before is the suffix's.
@@ -52,7 +52,7 @@ impl SqlStore {
     /// Adds the organisation with its live and sandbox spaces, in one transaction;
     /// false (and nothing changed) if the slug is taken.
     async fn insert_organisation(&self, slug: &str, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
         let created = insert_organisation(&mut tx, slug, name, now).await?;
         tx.commit().await?;
         Ok(created)
@@ -134,11 +134,14 @@ impl AdminStore for SqlStore {
         }
     }
 
-    async fn create_organisation(&self, slug: &str, name: &str) -> StoreResult<Organisation> {
+    async fn create_organisation(&self, slug: &str, name: &str, audit: &NewAudit) -> StoreResult<Organisation> {
         let now = now();
-        if !self.insert_organisation(slug, name, now).await? {
+        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        if !insert_organisation(&mut tx, slug, name, now).await? {
             return Err(StoreError::Conflict(format!("organisation {slug} exists")));
         }
+        insert_audit(&mut tx, audit, None, None, None, now).await?;
+        tx.commit().await?;
         Ok(Organisation { slug: slug.to_owned(), name: name.to_owned(), created_at: now })
     }
 
@@ -170,7 +173,7 @@ impl AdminStore for SqlStore {
 
     async fn claim_keys(&self, organisation: &str, keys: &[NewKey]) -> StoreResult<()> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
         for key in keys {
             if insert_key(&mut *tx, TAKE_OVER, organisation, key, now).await?.is_none() {
                 return Err(StoreError::NotFound);
@@ -194,15 +197,21 @@ impl AdminStore for SqlStore {
         Ok(revoked)
     }
 
-    async fn create_key(&self, organisation: &str, key: &NewKey) -> StoreResult<KeyInfo> {
+    async fn create_key(&self, organisation: &str, key: &NewKey, audit: Option<&NewAudit>) -> StoreResult<KeyInfo> {
         let now = now();
-        let Some(id) = self.insert_key_row(organisation, key, now).await? else {
+        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        let Some(id) = insert_key(&mut *tx, KEEP_EXISTING, organisation, key, now).await? else {
+            tx.rollback().await?;
             return Err(if self.organisation_exists(organisation).await? {
                 StoreError::Conflict("a key with this digest exists".into())
             } else {
                 StoreError::NotFound
             });
         };
+        if let Some(audit) = audit {
+            insert_audit(&mut tx, audit, Some(&id.to_string()), None, None, now).await?;
+        }
+        tx.commit().await?;
         Ok(KeyInfo {
             id,
             prefix: key.prefix.clone(),
@@ -245,12 +254,19 @@ impl AdminStore for SqlStore {
         .transpose()
     }
 
-    async fn revoke_key_by_id(&self, id: i64, organisation: Option<&str>) -> StoreResult<KeyRevocation> {
+    async fn revoke_key_by_id(
+        &self,
+        id: i64,
+        organisation: Option<&str>,
+        audit: Option<&NewAudit>,
+    ) -> StoreResult<KeyRevocation> {
+        let now = now();
+        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
         let owner: Option<(String, String)> = sqlx::query_as(
             "select k.digest, o.slug from api_keys k join organisations o on o.id = k.organisation_id where k.id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some((digest, owner)) = owner else { return Ok(KeyRevocation::NotFound) };
         if organisation.is_some_and(|o| o != owner) {
@@ -259,10 +275,16 @@ impl AdminStore for SqlStore {
         // Guarded by `revoked_at is null`, so of two concurrent revokes one reports it.
         let done = sqlx::query("update api_keys set revoked_at = $2 where id = $1 and revoked_at is null")
             .bind(id)
-            .bind(now())
-            .execute(&self.pool)
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
-        Ok(KeyRevocation::Done { digest, organisation: owner, revoked: done.rows_affected() > 0 })
+        let revoked = done.rows_affected() > 0;
+        if let Some(audit) = audit {
+            let detail = serde_json::json!({ "revoked": revoked });
+            insert_audit(&mut tx, audit, None, Some(&owner), Some(&detail), now).await?;
+        }
+        tx.commit().await?;
+        Ok(KeyRevocation::Done { digest, organisation: owner, revoked })
     }
 
     async fn touch_key_last_used(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()> {
@@ -278,20 +300,9 @@ impl AdminStore for SqlStore {
     }
 
     async fn record_audit(&self, entry: &NewAudit) -> StoreResult<()> {
-        let key_id = match entry.actor {
-            AuditActor::Key(id) => Some(id),
-            AuditActor::Cli => None,
-        };
-        sqlx::query(RECORD_AUDIT)
-            .bind(entry.organisation.as_deref())
-            .bind(key_id)
-            .bind(entry.action)
-            .bind(&entry.target)
-            .bind(Json(&entry.detail))
-            .bind(entry.request_id.as_deref())
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        insert_audit(&mut tx, entry, None, None, None, now()).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -346,4 +357,36 @@ async fn insert_organisation(tx: &mut super::Tx, slug: &str, name: &str, now: Da
         }
     }
     Ok(created.is_some())
+}
+
+/// Adds an audit row in `tx`. `new_row` names the row the audited write created (for
+/// `AuditTarget::NewRow`); `organisation` and `detail` replace the entry's where the write
+/// learned them.
+async fn insert_audit(
+    tx: &mut super::Tx,
+    entry: &NewAudit,
+    new_row: Option<&str>,
+    organisation: Option<&str>,
+    detail: Option<&serde_json::Value>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let key_id = match entry.actor {
+        AuditActor::Key(id) => Some(id),
+        AuditActor::Cli => None,
+    };
+    let target = match &entry.target {
+        AuditTarget::Named(target) => target.as_str(),
+        AuditTarget::NewRow => new_row.unwrap_or_default(),
+    };
+    sqlx::query(RECORD_AUDIT)
+        .bind(organisation.or(entry.organisation.as_deref()))
+        .bind(key_id)
+        .bind(entry.action)
+        .bind(target)
+        .bind(Json(detail.unwrap_or(&entry.detail)))
+        .bind(entry.request_id.as_deref())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
