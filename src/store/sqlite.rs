@@ -42,7 +42,16 @@ mod dialect {
 }
 
 // Compiled once per backend on purpose: see the module docs of `store`.
-/// Runs of the migrator on one start, at most: enough to outwait another instance.
+/// Opens one connection and reads: the first opener of a file switches it to WAL, and
+/// after a crash recovers it.
+async fn read_once(options: &SqliteConnectOptions) -> Result<(), sqlx::Error> {
+    let mut first = SqliteConnection::connect_with(options).await?;
+    sqlx::query("select count(*) from sqlite_master").execute(&mut first).await?;
+    first.close().await
+}
+
+/// Runs of the migrator (and of the first read) on one start, at most: enough to outwait
+/// another instance.
 const MIGRATION_ATTEMPTS: u32 = 50;
 
 #[allow(clippy::duplicate_mod)]
@@ -67,9 +76,20 @@ impl SqliteStore {
             .foreign_keys(true);
         // After a crash the first reader recovers the WAL, and connections opened beside it
         // meanwhile are refused as locked, busy timeout or not: one connection reads first.
-        let mut first = SqliteConnection::connect_with(&options).await?;
-        sqlx::query("select count(*) from sqlite_master").execute(&mut first).await?;
-        first.close().await?;
+        // Two instances opening a new file at once race to switch it to WAL, and the loser
+        // is told "locked" at once, whatever the busy timeout: it tries again shortly.
+        let mut attempt = 0;
+        loop {
+            match read_once(&options).await {
+                Ok(()) => break,
+                Err(e) if attempt < MIGRATION_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "the database is locked by another opener; trying again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.min(8))
             .acquire_timeout(settings.acquire_timeout)
