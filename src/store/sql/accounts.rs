@@ -50,8 +50,8 @@ impl SqlStore {
             account_confirmed_at: reg.confirmation.is_none().then_some(now),
             ..Default::default()
         };
-        let insert = OnEmailTaken::Register.insert();
-        let written: Option<(i64, String)> = row.bind(sqlx::query_as(&insert), now).fetch_optional(&mut *tx).await?;
+        let written: Option<(i64, String)> =
+            row.bind(sqlx::query_as(OnEmailTaken::Register.insert()), now).fetch_optional(&mut *tx).await?;
         let (customer, outcome) = match written {
             Some((customer, cu_ref_no)) => {
                 // A new password: tokens sent for an older one must not confirm it.

@@ -25,8 +25,6 @@ static CREATE_WITH_PROFILE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-static CREATE: LazyLock<String> = LazyLock::new(|| OnEmailTaken::FillEmpty.insert());
-
 /// The customer `$2` in space `$1` with the live session `$3` (if it is one) at `$4`.
 static DETAIL: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -140,7 +138,8 @@ impl SqlStore {
             let created: CreatedRow = row.bind(sqlx::query_as(&CREATE_WITH_PROFILE), now).fetch_one(&self.pool).await?;
             return Ok((created.new_account, created.profile.into()));
         }
-        let (id, stored_cu): (i64, String) = row.bind(sqlx::query_as(&CREATE), now).fetch_one(&self.pool).await?;
+        let (id, stored_cu): (i64, String) =
+            row.bind(sqlx::query_as(OnEmailTaken::FillEmpty.insert()), now).fetch_one(&self.pool).await?;
         let profile = profile_by_id(&self.pool, id, now).await?;
         Ok((stored_cu == cu.as_str(), profile))
     }

@@ -166,17 +166,20 @@ async fn customer_id<'e>(
 /// The live customer's id, its row locked until the transaction `tx` ends: for writes
 /// that must not interleave with an erasure of the same customer.
 async fn lock_customer(tx: &mut Tx, space: SpaceId, cu_ref_no: &str) -> StoreResult<Option<i64>> {
-    let sql = format!(
-        "select id from customers where space_id = $1 and cu_ref_no = $2 and erased_at is null{}",
-        dialect::LOCK_ROW
-    );
-    Ok(sqlx::query_scalar(&sql).bind(space.0).bind(cu_ref_no).fetch_optional(&mut **tx).await?)
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select id from customers where space_id = $1 and cu_ref_no = $2 and erased_at is null{}",
+            dialect::LOCK_ROW
+        )
+    });
+    Ok(sqlx::query_scalar(&SQL).bind(space.0).bind(cu_ref_no).fetch_optional(&mut **tx).await?)
 }
 
 /// As `lock_customer`, by row id.
 async fn lock_customer_id(tx: &mut Tx, id: i64) -> StoreResult<bool> {
-    let sql = format!("select id from customers where id = $1 and erased_at is null{}", dialect::LOCK_ROW);
-    let found: Option<i64> = sqlx::query_scalar(&sql).bind(id).fetch_optional(&mut **tx).await?;
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("select id from customers where id = $1 and erased_at is null{}", dialect::LOCK_ROW));
+    let found: Option<i64> = sqlx::query_scalar(&SQL).bind(id).fetch_optional(&mut **tx).await?;
     Ok(found.is_some())
 }
 
@@ -231,8 +234,12 @@ impl OnEmailTaken {
     }
 
     /// The insert, returning the row's id and its (possibly older) cuRefNo.
-    fn insert(self) -> String {
-        format!("{INSERT_CUSTOMER}{} returning id, cu_ref_no", self.clause())
+    fn insert(self) -> &'static str {
+        static STATEMENTS: LazyLock<[String; 3]> = LazyLock::new(|| {
+            [OnEmailTaken::Fail, OnEmailTaken::FillEmpty, OnEmailTaken::Register]
+                .map(|on| format!("{INSERT_CUSTOMER}{} returning id, cu_ref_no", on.clause()))
+        });
+        &STATEMENTS[self as usize]
     }
 }
 

@@ -307,6 +307,5 @@ async fn insert_contact(
         ip: w.ip.as_ref(),
         ..Default::default()
     };
-    let insert = OnEmailTaken::Fail.insert();
-    Ok(row.bind(sqlx::query_as(&insert), now).fetch_one(&mut **tx).await?)
+    Ok(row.bind(sqlx::query_as(OnEmailTaken::Fail.insert()), now).fetch_one(&mut **tx).await?)
 }
