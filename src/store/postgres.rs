@@ -21,22 +21,19 @@ mod dialect {
     /// The create upsert and the profile fit one statement (a data-modifying CTE).
     pub const CREATE_RETURNS_PROFILE: bool = true;
 
-    /// The profile's computed columns, over the customer row `c`; `{now}` is the
-    /// placeholder of the current time.
-    pub const CREDIT_BALANCE: &str = "(select coalesce(sum(l.amount), 0)::bigint from credit_ledger l \
-         where l.space_id = c.space_id and l.customer_id = c.id)";
+    /// The profile's stored lists, computed over the customer row `c`.
     pub const GROUPS: &str = "(select coalesce(jsonb_agg(jsonb_build_object('name', g.name, 'slug', g.slug) \
          order by g.name), '[]'::jsonb) \
          from customer_group_members gm join customer_groups g on g.id = gm.group_id \
          where gm.space_id = c.space_id and gm.customer_id = c.id)";
-    pub const REFERRER: &str = "(select jsonb_build_object('cu_ref_no', r.cu_ref_no, 'email', r.email, \
-         'first_name', r.first_name, 'last_name', r.last_name) \
-         from customers r where r.id = c.referrer_id and r.erased_at is null)";
     pub const SUBSCRIPTIONS: &str = "(select coalesce(jsonb_agg(jsonb_build_object('external_id', s.external_id, \
          'product_slug', s.product_slug, 'product_code', s.product_code, 'order_number', s.order_number, \
-         'order_hash', s.order_hash, 'auto_renew', s.auto_renew) order by s.id), '[]'::jsonb) \
-         from subscriptions s where s.space_id = c.space_id and s.customer_id = c.id \
-         and s.status = 'active' and (s.valid_until is null or s.valid_until > {now}))";
+         'order_hash', s.order_hash, 'auto_renew', s.auto_renew, 'valid_until', s.valid_until) order by s.id), \
+         '[]'::jsonb) from subscriptions s where s.space_id = c.space_id and s.customer_id = c.id \
+         and s.status = 'active')";
+
+    /// The ids in the JSON array bound to `$1`, as rows.
+    pub const ID_LIST: &str = "select jsonb_array_elements_text($1::jsonb)::bigint";
 }
 
 // Compiled once per backend on purpose: see the module docs of `store`.

@@ -24,21 +24,19 @@ mod dialect {
     /// A CTE cannot hold an upsert here: the profile is read by a second statement.
     pub const CREATE_RETURNS_PROFILE: bool = false;
 
-    /// The profile's computed columns, over the customer row `c`; `{now}` is the
-    /// placeholder of the current time.
-    pub const CREDIT_BALANCE: &str = "(select coalesce(sum(l.amount), 0) from credit_ledger l \
-         where l.space_id = c.space_id and l.customer_id = c.id)";
+    /// The profile's stored lists, computed over the customer row `c`.
     pub const GROUPS: &str = "(select json_group_array(json_object('name', g.name, 'slug', g.slug)) from \
          (select g.name, g.slug from customer_group_members gm join customer_groups g on g.id = gm.group_id \
          where gm.space_id = c.space_id and gm.customer_id = c.id order by g.name) g)";
-    pub const REFERRER: &str = "(select json_object('cu_ref_no', r.cu_ref_no, 'email', r.email, \
-         'first_name', r.first_name, 'last_name', r.last_name) \
-         from customers r where r.id = c.referrer_id and r.erased_at is null)";
     pub const SUBSCRIPTIONS: &str = "(select json_group_array(json_object('external_id', s.external_id, \
          'product_slug', s.product_slug, 'product_code', s.product_code, 'order_number', s.order_number, \
-         'order_hash', s.order_hash, 'auto_renew', json(case when s.auto_renew then 'true' else 'false' end))) from \
+         'order_hash', s.order_hash, 'auto_renew', json(case when s.auto_renew then 'true' else 'false' end), \
+         'valid_until', s.valid_until)) from \
          (select * from subscriptions s where s.space_id = c.space_id and s.customer_id = c.id \
-         and s.status = 'active' and (s.valid_until is null or s.valid_until > {now}) order by s.id) s)";
+         and s.status = 'active' order by s.id) s)";
+
+    /// The ids in the JSON array bound to `$1`, as rows.
+    pub const ID_LIST: &str = "select value from json_each($1)";
 }
 
 // Compiled once per backend on purpose: see the module docs of `store`.

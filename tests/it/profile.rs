@@ -365,3 +365,68 @@ backend_test!(idempotency_keys_and_outbox_tokens_expire, |app| {
     let message = app.db.latest_outbox_message(space, "late@example.com").await.expect("still listed");
     assert_eq!(message.body, "", "an expired token is no longer readable");
 });
+
+backend_test!(stored_profile_parts_follow_every_write, |app| {
+    let no_drift = |step: &'static str| {
+        let db = &app.db;
+        async move {
+            let drift = db.profile_list_drift().await;
+            assert!(drift.is_empty(), "after {step}: {drift:#?}");
+        }
+    };
+    // Exec: a contact with groups and subscriptions, then every write that changes them
+    let a = cu(&upsert(
+        &app,
+        json!({ "email": "lists-a@example.com",
+                "groups": ["Zeta", "Alpha"],
+                "subscriptions": [{ "externalId": "la-1", "productSlug": "p" },
+                                  { "externalId": "la-2", "productSlug": "p", "status": "paused" }] }),
+    )
+    .await);
+    no_drift("a create with lists").await;
+    upsert(
+        &app,
+        json!({ "cuRefNo": a, "groups": ["Beta"],
+                         "subscriptions": [{ "externalId": "la-2", "status": "active" },
+                                           { "externalId": "la-1", "status": "cancelled" }] }),
+    )
+    .await;
+    no_drift("an update of both lists").await;
+    let b = cu(&upsert(
+        &app,
+        json!({ "email": "lists-b@example.com", "groups": ["Beta"],
+                                     "subscriptions": [{ "externalId": "lb-1" }] }),
+    )
+    .await);
+    for amount in [40, -15] {
+        let (status, _) = app.post(CREDIT, &app.keys.prod, json!({ "cuRefNo": b, "amount": amount })).await;
+        assert_eq!(status, 200);
+    }
+    no_drift("credit").await;
+    let items = [
+        json!({ "email": "lists-a@example.com", "groups": [] }),
+        json!({ "email": "lists-c@example.com", "groups": ["Gamma", "Beta"],
+                "subscriptions": [{ "externalId": "lc-1" }] }),
+        json!({ "email": "lists-c@example.com", "subscriptions": [{ "externalId": "lc-2" }] }),
+    ];
+    let body: String = items.iter().map(|i| format!("{i}\n")).collect();
+    let res = app
+        .client
+        .post(app.url("/api/v1/customer/import"))
+        .bearer_auth(&app.keys.prod)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap();
+    no_drift("an import").await;
+    let (status, _) = app.post(DELETE, &app.keys.prod, json!({ "cuRefNo": b })).await;
+    assert_eq!(status, 200);
+    no_drift("an erasure").await;
+    // Check: the profile read from the stored parts
+    let (_, profile) = app.post(UPSERT, &app.keys.prod, json!({ "cuRefNo": a })).await;
+    assert_eq!(profile["groups"], json!([]));
+    assert_eq!(profile["runningSubscriptionList"][0]["externalId"], "la-2", "{profile}");
+});

@@ -224,7 +224,7 @@ impl AccountStore for SqlStore {
             .await?;
         let Some(row) = row else { return Ok(None) };
         self.touch_session_if_stale(&row, now, ip).await?;
-        Ok(Some(row.profile.into()))
+        Ok(Some(row.profile.at(now)))
     }
 
     async fn end_session(&self, space: SpaceId, identity_digest: &str) -> StoreResult<bool> {

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use super::write_contact::WriteBatch;
 use super::{dialect, lock_customer, profile_by_id, retrying, SqlStore, CU_REF_NO_ATTEMPTS};
 use crate::normalize::CuRefNo;
 use crate::store::{
@@ -25,6 +26,7 @@ const ERASE_ROWS: [&str; 8] = [
 const ERASE_CUSTOMER: &str = "update customers set email = null, email_canonical = null, phone = null, \
      first_name = null, last_name = null, company_name = null, company_registration_number = null, \
      tax_identification_number = null, premium = false, ban = false, meta = '{}', referrer_id = null, \
+     credit_balance = 0, profile_groups = '[]', profile_subscriptions = '[]', \
      registration_ip = null, last_ip = null, last_seen_at = null, password_hash = null, \
      account_confirmed_at = null, erased_at = $2, updated_at = $2 where id = $1";
 
@@ -40,7 +42,8 @@ impl ContactStore for SqlStore {
             attempt += 1;
             let now = now();
             let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
-            let written = match self.write_contact(&mut tx, space, write, now, &mut Default::default()).await {
+            let mut batch = WriteBatch::default();
+            let written = match self.write_contact(&mut tx, space, write, now, &mut batch).await {
                 Err(StoreError::Conflict(_) | StoreError::Aborted(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
                 other => other?,
             };
@@ -48,6 +51,7 @@ impl ContactStore for SqlStore {
                 Ok((new_account, id, _)) => (new_account, id),
                 Err(refusal) => return Ok(Err(refusal)),
             };
+            batch.finish(&mut tx).await?;
             let profile = profile_by_id(&mut *tx, id, now).await?;
             match tx.commit().await.map_err(StoreError::from) {
                 Err(StoreError::Conflict(_) | StoreError::Aborted(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
@@ -134,11 +138,12 @@ impl SqlStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // The balance kept on the row moves with the ledger, in the same transaction.
         let balance: i64 = sqlx::query_scalar(
-            "select cast(coalesce(sum(amount), 0) as bigint) from credit_ledger where space_id = $1 and customer_id = $2",
+            "update customers set credit_balance = credit_balance + $2 where id = $1 returning credit_balance",
         )
-        .bind(space.0)
         .bind(id)
+        .bind(credit.amount)
         .fetch_one(&mut *tx)
         .await?;
         if let Some(idem) = &credit.idempotency {

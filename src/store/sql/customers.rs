@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    customer_id, dialect, profile_by_id, profile_columns, with_new_cu_ref_no, NewCustomer, OnEmailTaken, ProfileRow,
-    SqlStore, SESSION_TOUCH_INTERVAL,
+    customer_id, dialect, profile_by_id, with_new_cu_ref_no, NewCustomer, OnEmailTaken, ProfileRow, SqlStore,
+    PROFILE_COLUMNS, REFERRER_JOIN, SESSION_TOUCH_INTERVAL,
 };
 use crate::normalize::{ClientIp, CuRefNo};
 use crate::store::{
@@ -19,31 +19,29 @@ use crate::store::{
 /// `create` in one statement where the dialect allows: the upsert and the profile.
 static CREATE_WITH_PROFILE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "with c as ({} returning *) select {}, c.cu_ref_no = $2 as new_account from c",
-        super::INSERT_CUSTOMER.to_owned() + OnEmailTaken::FillEmpty.clause(),
-        profile_columns("$17")
+        "with c as ({}{} returning *) select {PROFILE_COLUMNS}, c.cu_ref_no = $2 as new_account from c {REFERRER_JOIN}",
+        super::INSERT_CUSTOMER,
+        OnEmailTaken::FillEmpty.clause(),
     )
 });
 
 /// The customer `$2` in space `$1` with the live session `$3` (if it is one) at `$4`.
 static DETAIL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "select {}, s.id as session_id, s.last_seen_at as session_seen_at \
-         from customers c left join sessions s on s.space_id = c.space_id and s.customer_id = c.id \
+        "select {PROFILE_COLUMNS}, s.id as session_id, s.last_seen_at as session_seen_at \
+         from customers c {REFERRER_JOIN} left join sessions s on s.space_id = c.space_id and s.customer_id = c.id \
          and s.identity_digest = $3 and s.revoked_at is null and s.expires_at > $4 \
-         where c.space_id = $1 and c.cu_ref_no = $2 and c.erased_at is null",
-        profile_columns("$4")
+         where c.space_id = $1 and c.cu_ref_no = $2 and c.erased_at is null"
     )
 });
 
 /// The customer behind the live session `$2` in space `$1` at `$3`.
 pub(super) static ACCOUNT_INFO: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "select {}, s.id as session_id, s.last_seen_at as session_seen_at \
-         from sessions s join customers c on c.id = s.customer_id and c.space_id = s.space_id \
+        "select {PROFILE_COLUMNS}, s.id as session_id, s.last_seen_at as session_seen_at \
+         from sessions s join customers c on c.id = s.customer_id and c.space_id = s.space_id {REFERRER_JOIN} \
          where s.space_id = $1 and s.identity_digest = $2 and s.revoked_at is null and s.expires_at > $3 \
-         and c.erased_at is null",
-        profile_columns("$3")
+         and c.erased_at is null"
     )
 });
 
@@ -136,7 +134,7 @@ impl SqlStore {
         };
         if dialect::CREATE_RETURNS_PROFILE {
             let created: CreatedRow = row.bind(sqlx::query_as(&CREATE_WITH_PROFILE), now).fetch_one(&self.pool).await?;
-            return Ok((created.new_account, created.profile.into()));
+            return Ok((created.new_account, created.profile.at(now)));
         }
         let (id, stored_cu): (i64, String) =
             row.bind(sqlx::query_as(OnEmailTaken::FillEmpty.insert()), now).fetch_one(&self.pool).await?;
@@ -182,7 +180,7 @@ impl CustomerStore for SqlStore {
             .await?;
         let Some(row) = row else { return Ok(None) };
         self.touch_session_if_stale(&row, now, ip).await?;
-        Ok(Some(Detail { logged_in: row.session_id.is_some(), profile: row.profile.into() }))
+        Ok(Some(Detail { logged_in: row.session_id.is_some(), profile: row.profile.at(now) }))
     }
 
     async fn customer_exists(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool> {

@@ -86,22 +86,39 @@ where
     }
 }
 
-/// The profile's columns, computed from the customer row aliased `c`; `now` is the
-/// placeholder of the current time (subscriptions past `valid_until` are not running).
-fn profile_columns(now: &str) -> String {
-    format!(
-        "c.cu_ref_no, c.email, c.phone, c.first_name, c.last_name, c.company_name, c.premium, c.ban, c.meta, \
-         {} as credit_balance, {} as groups, {} as referrer, {} as subscriptions",
-        dialect::CREDIT_BALANCE,
-        dialect::GROUPS,
-        dialect::REFERRER,
-        dialect::SUBSCRIPTIONS.replace("{now}", now),
-    )
-}
+/// The profile's columns, from the customer row aliased `c`: its derived parts are kept
+/// on the row (see `refresh_profile_lists`), so only a referrer is read from elsewhere.
+const PROFILE_COLUMNS: &str = "c.cu_ref_no, c.email, c.phone, c.first_name, c.last_name, c.company_name, \
+     c.premium, c.ban, c.meta, c.credit_balance, c.profile_groups, c.profile_subscriptions, \
+     r.cu_ref_no as referrer_cu_ref_no, r.email as referrer_email, r.first_name as referrer_first_name, \
+     r.last_name as referrer_last_name";
 
-/// The profile of the customer with id `$1`, at the time `$2`.
+/// The join `PROFILE_COLUMNS` reads the referrer through.
+const REFERRER_JOIN: &str = "left join customers r on r.id = c.referrer_id and r.erased_at is null";
+
+/// The profile of the customer with id `$1`.
 static PROFILE_BY_ID: LazyLock<String> =
-    LazyLock::new(|| format!("select {} from customers c where c.id = $1", profile_columns("$2")));
+    LazyLock::new(|| format!("select {PROFILE_COLUMNS} from customers c {REFERRER_JOIN} where c.id = $1"));
+
+/// Brings the stored groups and subscriptions of the customers in the JSON array `$1` up
+/// to date with their rows; run in every transaction that changes either.
+static REFRESH_PROFILE_LISTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "update customers as c set profile_groups = {}, profile_subscriptions = {} where c.id in ({})",
+        dialect::GROUPS,
+        dialect::SUBSCRIPTIONS,
+        dialect::ID_LIST
+    )
+});
+
+/// A subscription as the profile stores it: a running one is active and not past
+/// `valid_until`, which is decided when the profile is read.
+#[derive(serde::Deserialize)]
+struct StoredSubscription {
+    #[serde(flatten)]
+    subscription: RunningSubscription,
+    valid_until: Option<DateTime<Utc>>,
+}
 
 #[derive(sqlx::FromRow)]
 struct ProfileRow {
@@ -115,27 +132,43 @@ struct ProfileRow {
     ban: bool,
     meta: Json<Map<String, Value>>,
     credit_balance: i64,
-    groups: Json<Vec<Group>>,
-    referrer: Option<Json<Referrer>>,
-    subscriptions: Json<Vec<RunningSubscription>>,
+    profile_groups: Json<Vec<Group>>,
+    profile_subscriptions: Json<Vec<StoredSubscription>>,
+    referrer_cu_ref_no: Option<String>,
+    referrer_email: Option<String>,
+    referrer_first_name: Option<String>,
+    referrer_last_name: Option<String>,
 }
 
-impl From<ProfileRow> for Profile {
-    fn from(r: ProfileRow) -> Self {
+impl ProfileRow {
+    /// The profile as of `now`: subscriptions past their end are no longer running.
+    fn at(self, now: DateTime<Utc>) -> Profile {
+        let referrer = self.referrer_cu_ref_no.map(|cu_ref_no| Referrer {
+            cu_ref_no,
+            email: self.referrer_email,
+            first_name: self.referrer_first_name,
+            last_name: self.referrer_last_name,
+        });
         Profile {
-            cu_ref_no: r.cu_ref_no,
-            credit_balance: r.credit_balance,
-            email: r.email,
-            phone: r.phone,
-            first_name: r.first_name,
-            last_name: r.last_name,
-            company_name: r.company_name,
-            premium: r.premium,
-            ban: r.ban,
-            groups: r.groups.0,
-            meta: r.meta.0,
-            referrer: r.referrer.map(|j| j.0),
-            running_subscriptions: r.subscriptions.0,
+            cu_ref_no: self.cu_ref_no,
+            credit_balance: self.credit_balance,
+            email: self.email,
+            phone: self.phone,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            company_name: self.company_name,
+            premium: self.premium,
+            ban: self.ban,
+            groups: self.profile_groups.0,
+            meta: self.meta.0,
+            referrer,
+            running_subscriptions: self
+                .profile_subscriptions
+                .0
+                .into_iter()
+                .filter(|s| s.valid_until.is_none_or(|until| until > now))
+                .map(|s| s.subscription)
+                .collect(),
         }
     }
 }
@@ -146,8 +179,18 @@ async fn profile_by_id<'e>(
     id: i64,
     now: DateTime<Utc>,
 ) -> StoreResult<Profile> {
-    let row: ProfileRow = sqlx::query_as(&PROFILE_BY_ID).bind(id).bind(now).fetch_one(exec).await?;
-    Ok(row.into())
+    let row: ProfileRow = sqlx::query_as(&PROFILE_BY_ID).bind(id).fetch_one(exec).await?;
+    Ok(row.at(now))
+}
+
+/// Refreshes the stored groups and subscriptions of the customers `ids` in `tx`.
+async fn refresh_profile_lists(tx: &mut Tx, ids: &[i64]) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list = serde_json::to_string(ids).map_err(|e| StoreError::Other(e.to_string()))?;
+    sqlx::query(&REFRESH_PROFILE_LISTS).bind(list).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// The live customer's id, read through `exec` (the pool, or a transaction).

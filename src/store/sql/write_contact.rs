@@ -8,7 +8,10 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 
 use super::contact_lists::{over_limit, write_alternates, write_groups, write_subscriptions};
-use super::{customer_id, dialect, lock_customer, lock_customer_id, NewCustomer, OnEmailTaken, SqlStore, Tx};
+use super::{
+    customer_id, dialect, lock_customer, lock_customer_id, refresh_profile_lists, NewCustomer, OnEmailTaken, SqlStore,
+    Tx,
+};
 use crate::normalize::{CuRefNo, EMAIL_RULES_VERSION};
 use crate::store::{merge_patch, now, ContactRefusal, ContactWrite, Patch, SpaceId, StoreResult, Written};
 
@@ -46,6 +49,22 @@ const UPDATE_CONTACT: &str = "update customers set \
 const END_CUSTOMER_SESSIONS: &str =
     "update sessions set revoked_at = $3 where space_id = $1 and customer_id = $2 and revoked_at is null";
 
+/// What the writes of one transaction share: group ids by slug, and the contacts whose
+/// stored profile lists are refreshed once, before the commit.
+#[derive(Default)]
+pub(super) struct WriteBatch {
+    group_ids: HashMap<String, i64>,
+    lists_changed: Vec<i64>,
+}
+
+impl WriteBatch {
+    pub(super) async fn finish(mut self, tx: &mut Tx) -> StoreResult<()> {
+        self.lists_changed.sort_unstable();
+        self.lists_changed.dedup();
+        refresh_profile_lists(tx, &self.lists_changed).await
+    }
+}
+
 /// How a contact was found: an alternate address or number finds its contact but does
 /// not replace the contact's own.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -69,26 +88,26 @@ impl SqlStore {
     ) -> StoreResult<Vec<Result<Written, ContactRefusal>>> {
         let now = now();
         let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
-        let mut groups = HashMap::new();
+        let mut batch = WriteBatch::default();
         let mut out = Vec::with_capacity(writes.len());
         for w in writes {
-            let result = self.write_contact(&mut tx, space, w, now, &mut groups).await?;
+            let result = self.write_contact(&mut tx, space, w, now, &mut batch).await?;
             out.push(result.map(|(new_account, _, cu_ref_no)| Written { new_account, cu_ref_no }));
         }
+        batch.finish(&mut tx).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     /// Writes one contact in `tx`: `(created, id, cuRefNo)`, or the refusal, decided
-    /// before anything is written. `groups` caches group ids by slug for the
-    /// transaction's lifetime.
+    /// before anything is written. `batch` must be finished before `tx` commits.
     pub(super) async fn write_contact(
         &self,
         tx: &mut Tx,
         space: SpaceId,
         w: &ContactWrite,
         now: DateTime<Utc>,
-        groups: &mut HashMap<String, i64>,
+        batch: &mut WriteBatch,
     ) -> StoreResult<Result<(bool, i64, String), ContactRefusal>> {
         // The contact's row stays locked to the end of the transaction, so an erasure of
         // it runs wholly before this write or wholly after.
@@ -135,10 +154,13 @@ impl SqlStore {
                 .await?;
         }
         if let Some(list) = &w.groups {
-            write_groups(tx, space, id, new, list, groups).await?;
+            write_groups(tx, space, id, new, list, &mut batch.group_ids).await?;
         }
         write_alternates(tx, space, id, new, w).await?;
         write_subscriptions(tx, space, id, w, now).await?;
+        if w.groups.is_some() || !w.subscriptions.is_empty() {
+            batch.lists_changed.push(id);
+        }
         Ok(Ok((new, id, cu_ref_no)))
     }
 }

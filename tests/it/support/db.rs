@@ -234,6 +234,54 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Customers whose stored profile parts (credit balance, groups, active subscriptions)
+    /// disagree with the rows they are derived from, each described on one line.
+    pub async fn profile_list_drift(&self) -> Vec<String> {
+        type Stored = (i64, i64, String, String);
+        type PerCustomer<T> = Vec<(i64, T)>;
+        let customers = "select id, credit_balance, cast(profile_groups as text), \
+                         cast(profile_subscriptions as text) from customers order by id";
+        let ledger = "select customer_id, cast(sum(amount) as bigint) from credit_ledger group by customer_id";
+        let groups = "select gm.customer_id, g.slug from customer_group_members gm \
+                      join customer_groups g on g.id = gm.group_id order by gm.customer_id, g.name";
+        let subscriptions =
+            "select customer_id, external_id from subscriptions where status = 'active' order by customer_id, id";
+        let (stored, sums, members, running): (
+            Vec<Stored>,
+            PerCustomer<i64>,
+            PerCustomer<String>,
+            PerCustomer<String>,
+        ) = on_either!(self.connect().await, |c| (
+            sqlx::query_as(customers).fetch_all(&mut c).await.expect("customers"),
+            sqlx::query_as(ledger).fetch_all(&mut c).await.expect("ledger"),
+            sqlx::query_as(groups).fetch_all(&mut c).await.expect("groups"),
+            sqlx::query_as(subscriptions).fetch_all(&mut c).await.expect("subscriptions"),
+        ));
+        let of = |rows: &[(i64, String)], id: i64| -> Vec<String> {
+            rows.iter().filter(|(c, _)| *c == id).map(|(_, v)| v.clone()).collect()
+        };
+        let field = |json: &str, key: &str| -> Vec<String> {
+            let list: Vec<serde_json::Value> = serde_json::from_str(json).expect("a stored list is a JSON array");
+            list.iter().map(|v| v[key].as_str().expect("a stored list item has its key").to_owned()).collect()
+        };
+        let mut drift = Vec::new();
+        for (id, balance, stored_groups, stored_subscriptions) in stored {
+            let sum = sums.iter().find(|(c, _)| *c == id).map_or(0, |(_, s)| *s);
+            if balance != sum {
+                drift.push(format!("customer {id}: credit balance {balance}, ledger {sum}"));
+            }
+            if field(&stored_groups, "slug") != of(&members, id) {
+                drift.push(format!("customer {id}: groups {stored_groups}, members {:?}", of(&members, id)));
+            }
+            if field(&stored_subscriptions, "external_id") != of(&running, id) {
+                drift.push(format!("customer {id}: subscriptions {stored_subscriptions}, rows {:?}", of(&running, id)));
+            }
+        }
+        drift
+    }
+}
+
 /// Every row of every table of the test database, as text, one row a line: for checking
 /// that a value is gone from storage, not only from the API.
 pub async fn dump_rows(db: &TestDb) -> String {
