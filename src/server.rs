@@ -13,6 +13,7 @@ use crate::auth::{KeyRegistry, Scope};
 use crate::config::{LogFormat, ServeConfig};
 use crate::http::cors::CorsPolicy;
 use crate::http::serve::ConnectionLimits;
+use crate::http::Shared;
 use crate::normalize::{ApiKey, ApiKeyKind};
 use crate::store::{DynStore, NewKey};
 use crate::AppState;
@@ -100,12 +101,12 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         None => tracing::info!("SANDBOX_SMTP_URL is not set: sandbox messages stay queued in mail_outbox"),
     }
     spawn_sweeper(store.clone(), accounts.confirm_token_lifetime);
-    let state = AppState {
+    let state = AppState::new(Shared {
         store,
         keys,
         accounts: crate::accounts::Accounts::new(accounts),
         contacts: config.contact_settings(),
-    };
+    });
     let app = crate::http::app_configured(state, &cors, &config.http_limits());
     crate::http::serve::serve(listener, app, shutdown, &config.connection_limits()).await
 }

@@ -33,13 +33,31 @@ use crate::store::DynStore;
 use error::{ApiError, REQUEST_ID};
 use extract::Endpoint;
 
-/// Everything a handler may reach; cheap to clone.
+/// Everything a handler may reach. Extractors clone it for every request, so it is one
+/// shared pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<Shared>);
+
+/// What `AppState` shares.
+pub struct Shared {
     pub store: DynStore,
     pub keys: KeyRegistry,
     pub accounts: crate::accounts::Accounts,
     pub contacts: crate::contacts::ContactSettings,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(std::sync::Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// One routed operation: method, path, and the scope its key needs (None: no key).

@@ -57,7 +57,9 @@ impl From<sqlx::Error> for StoreError {
         use sqlx::error::ErrorKind;
         match &err {
             sqlx::Error::RowNotFound => StoreError::NotFound,
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => StoreError::Unavailable(err.to_string()),
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                note_connection_lost();
                 StoreError::Unavailable(err.to_string())
             }
             sqlx::Error::Database(db) => match db.kind() {
@@ -65,7 +67,12 @@ impl From<sqlx::Error> for StoreError {
                 _ if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
                     StoreError::Aborted(db.message().to_owned())
                 }
-                _ if is_busy(db.code().as_deref()) => StoreError::Unavailable(db.message().to_owned()),
+                _ if is_busy(db.code().as_deref()) => {
+                    if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) {
+                        note_connection_lost();
+                    }
+                    StoreError::Unavailable(db.message().to_owned())
+                }
                 _ => StoreError::Other(err.to_string()),
             },
             _ => StoreError::Other(err.to_string()),
@@ -273,6 +280,30 @@ impl<T: AdminStore + CustomerStore + AccountStore + ContactStore + OutboxStore +
 
 pub type DynStore = Arc<dyn Store>;
 
+/// A pooled connection idle this long is tested before it is used again.
+const TEST_IDLE_CONNECTION_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// For this long after a statement lost its connection, every connection is tested
+/// before use: the others of the pool likely went down with it (a database restart).
+const TEST_EVERY_CONNECTION_AFTER_LOSS: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// When a statement last lost its connection, in milliseconds since the epoch.
+static CONNECTION_LOST_AT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(i64::MIN);
+
+fn note_connection_lost() {
+    CONNECTION_LOST_AT.store(Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a pooled connection should be tested before it is used. sqlx tests each one
+/// as it is returned; testing it again as it is taken would cost a round trip on every
+/// request, so only a connection that may have broken since is tested: one idle for a
+/// while, or any shortly after another was found broken.
+fn test_before_use(idle_for: std::time::Duration) -> bool {
+    let lost_at = CONNECTION_LOST_AT.load(std::sync::atomic::Ordering::Relaxed);
+    let since_loss = Utc::now().timestamp_millis().saturating_sub(lost_at);
+    idle_for >= TEST_IDLE_CONNECTION_AFTER || since_loss < TEST_EVERY_CONNECTION_AFTER_LOSS.as_millis() as i64
+}
+
 /// Pool and connection settings shared by both backends.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -304,5 +335,26 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<DynSt
         Ok(Arc::new(SqliteStore::connect(url, settings).await?))
     } else {
         anyhow::bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_tested_when_idle_or_after_a_loss() {
+        let busy = std::time::Duration::from_millis(5);
+        let idle = TEST_IDLE_CONNECTION_AFTER;
+        assert!(test_before_use(idle));
+        // A loss in this process makes every connection suspect for a while.
+        note_connection_lost();
+        assert!(test_before_use(busy));
+        CONNECTION_LOST_AT.store(
+            Utc::now().timestamp_millis() - TEST_EVERY_CONNECTION_AFTER_LOSS.as_millis() as i64 - 1,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        assert!(!test_before_use(busy));
+        assert!(test_before_use(idle));
     }
 }

@@ -89,6 +89,15 @@ impl SqliteStore {
             }
         }
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if super::test_before_use(meta.idle_for) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .max_connections(settings.max_connections.min(8))
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::response::Html;
 use bizkit_mirror::accounts::{AccountSettings, Accounts};
 use bizkit_mirror::http::cors::CorsPolicy;
+use bizkit_mirror::http::Shared;
 use bizkit_mirror::normalize::IdentityId;
 use bizkit_mirror::store::Mode;
 use bizkit_mirror::AppState;
@@ -23,12 +24,12 @@ const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves `app`'s database and keys again on a new port, behind `policy`.
 async fn serve_with_cors(app: &TestApp, policy: CorsPolicy) -> String {
-    let state = AppState {
+    let state = AppState::new(Shared {
         store: app.store.clone(),
         keys: app.registry.clone(),
         accounts: Accounts::new(AccountSettings::default()),
         contacts: Default::default(),
-    };
+    });
     serve(bizkit_mirror::app_with(state, &policy)).await
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bizkit_mirror::accounts::{AccountSettings, Accounts};
 use bizkit_mirror::auth::{KeyRegistry, Scope};
+use bizkit_mirror::http::Shared;
 use bizkit_mirror::normalize::{ApiKey, ApiKeyKind};
 use bizkit_mirror::store::{self, DynStore, PoolSettings};
 use bizkit_mirror::AppState;
@@ -80,12 +81,12 @@ pub async fn spawn_with(
     let store = store::connect(&db.url, &settings).await.expect("connect store");
     let keys = make_keys(&store, "acme").await;
     let registry = KeyRegistry::new(store.clone(), Duration::from_secs(5)).with_limits(limits);
-    let state = AppState {
+    let state = AppState::new(Shared {
         store: store.clone(),
         keys: registry.clone(),
         accounts: accounts.clone(),
         contacts: Default::default(),
-    };
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
