@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# The hot paths of a release build on SQLite and PostgreSQL with 10,000 and then 1,000,000
+# customers loaded straight into the database, and on PostgreSQL pgbench beside every line:
+# a plain point select / insert, and the very statements the server sends. Ends with one
+# markdown table for the README. Loopback only, bounded in time.
+#   bench/compare.sh
+#   DURATION=10s SCALES="10000 1000000" BACKENDS="sqlite postgres" CONNECTIONS="16 64" bench/compare.sh
+#   PG_URL=postgres://postgres@127.0.0.1:5432 KEEP=1 PRISM=1 bench/compare.sh
+# Other knobs: BIN, SKIP_BUILD=1, THREADS (wrk, 2), WARMUP (3s), SESSIONS (10000), PORT,
+# PG_DB (bizkit_bench, dropped and recreated). KEEP=1 keeps the database and the temporary
+# directory. PRISM=1 (or the path of a prism binary) also measures Stoplight Prism's mock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+SCALES=${SCALES:-10000 1000000}
+BACKENDS=${BACKENDS-sqlite postgres}  # empty: none (PRISM alone)
+CONNECTIONS=${CONNECTIONS:-16 64}
+WARMUP=${WARMUP:-3s}
+SESSIONS=${SESSIONS:-10000}
+PORT=${PORT:-18183}
+PRISM_PORT=${PRISM_PORT:-18184}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+PG_URL=${PG_URL%/}
+PG_DB=${PG_DB:-bizkit_bench}
+KEEP=${KEEP:-}
+PRISM=${PRISM:-}
+BIN=${BIN:-./target/release/bizkit-mirror}
+KEY=PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE
+base="http://127.0.0.1:$PORT"
+
+need=(wrk curl python3)
+[[ " $BACKENDS " == *" postgres "* ]] && need+=(psql pgbench)
+for tool in "${need[@]}"; do
+  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+done
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet
+[ -x "$BIN" ] || { echo "no server binary at $BIN" >&2; exit 1; }
+
+# pgbench takes whole seconds where wrk takes 10s, 1m.
+seconds() {
+  case $1 in
+    *ms) echo 1 ;;
+    *s) echo "${1%s}" ;;
+    *m) echo $((${1%m} * 60)) ;;
+    *h) echo $((${1%h} * 3600)) ;;
+    *) echo "$1" ;;
+  esac
+}
+secs=$(seconds "$DURATION")
+warm_secs=$(seconds "$WARMUP")
+
+tmp=$(mktemp -d)
+pid=""
+prism_pid=""
+pg_created=""
+results=$tmp/results.tsv
+: >"$results"
+notes=()
+memory=()
+started=$SECONDS
+
+stop_server() {
+  if [ -n "$pid" ]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    pid=""
+  fi
+}
+
+cleanup() {
+  stop_server
+  if [ -n "$prism_pid" ]; then
+    kill -TERM "$prism_pid" 2>/dev/null || true
+    wait "$prism_pid" 2>/dev/null || true
+  fi
+  if [ -n "$pg_created" ] && [ -z "$KEEP" ]; then
+    psql "$PG_URL/postgres" -qAt -c "drop database if exists $PG_DB with (force)" >/dev/null 2>&1 || true
+  fi
+  if [ -n "$KEEP" ]; then
+    echo "kept: $tmp${pg_created:+ and database $PG_DB}" >&2
+  else
+    rm -rf "$tmp"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_server() {
+  RATE_LIMIT_PROD_PER_HOUR=4000000000 RATE_LIMIT_PROD_BURST=4000000000 BIND=127.0.0.1:$PORT RUST_LOG=warn \
+    DATABASE_URL=$1 "$BIN" serve --demo >"$tmp/server.out" 2>"$tmp/server.err" &
+  pid=$!
+  for _ in $(seq 1 300); do
+    curl -fs "$base/readyz" >/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "the server did not start:" >&2
+  cat "$tmp/server.err" >&2
+  exit 1
+}
+
+# Runs CMD; how long it took (seconds) goes to $took.
+timed() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$@"
+  t1=$(date +%s.%N)
+  took=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0 && a != "") printf "%.2f", a / b; else printf "-"}'; }
+
+# A few sampled customers over HTTP: a loader that drifted from bench_data.py shows here.
+check_samples() {
+  local dir=$1 cu id email got
+  for line in 1 "$(wc -l <"$dir/sessions.txt")"; do
+    read -r cu id < <(sed -n "${line}p" "$dir/sessions.txt")
+    got=$(curl -sS "$base/api/v1/customer/detail?apiKey=$KEY&identityId=$id&cuRefNo=$cu&customerRealIp=1.1.1.1")
+    [[ $got == *'"loggedIn":true'* ]] || { echo "sample session $cu $id: $got" >&2; exit 1; }
+  done
+  read -r cu email <"$dir/customers.txt"
+  got=$(curl -sS -X POST -H 'Content-Type: application/json' -d "{\"email\":\"$email\"}" \
+    "$base/api/v1/customer/create?apiKey=$KEY")
+  [[ $got == *"\"cuRefNo\":\"$cu\""* && $got == *'"newAccount":false'* ]] ||
+    { echo "sample customer $cu $email: $got" >&2; exit 1; }
+}
+
+# wrk LABEL MODE CONNECTIONS [DURATION] [quiet]: sets rps p50 p99 bad; prints the line.
+run_wrk() {
+  local label=$1 mode=$2 c=$3 d=${4:-$DURATION} quiet=${5:-} out errors statuses
+  out=$(BENCH_MODE=$mode BENCH_DATA=$data BENCH_KEY=$KEY \
+    wrk -t"$THREADS" -c"$c" -d"$d" --timeout 10s --latency -s bench/compare.lua "$target" 2>&1) || true
+  [ -n "$quiet" ] && return 0
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '/^ +50%/ {print $2}' <<<"$out")
+  p99=$(awk '/^ +99%/ {print $2}' <<<"$out")
+  bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  bad=${bad:-0}
+  errors=$(awk '/Socket errors/ {gsub(",", ""); e = $4 + $6 + $8 + $10; if (e) print e}' <<<"$out")
+  statuses=$(awk '/^statuses / {sub("^statuses ", ""); print}' <<<"$out")
+  if [ -z "$rps" ]; then
+    echo "wrk failed: $out" >&2
+    rps=0
+  fi
+  printf '  %-24s c=%-3s %10s req/s   p50 %8s   p99 %8s   non-2xx %s%s%s\n' "$label" "$c" "$rps" "$p50" "$p99" \
+    "$bad" "${statuses:+ ($statuses)}" "${errors:+   socket errors $errors}"
+  if [ "$bad" != 0 ] || [ -n "$errors" ]; then
+    notes+=("$backend $label n=$n c=$c: non-2xx $bad${statuses:+ ($statuses)}${errors:+, socket errors $errors}")
+  fi
+}
+
+pgb_run=0
+# pgbench LABEL SCRIPT CONNECTIONS [SECONDS] [quiet]: sets tps; prints the line with p50/p99.
+run_pgbench() {
+  local label=$1 script=$2 c=$3 d=${4:-$secs} quiet=${5:-} out failed lat
+  pgb_run=$((pgb_run + 1))
+  rm -f "$tmp"/pgblog*
+  # base: the first cuRefNo of this run's new customers, apart from every other run's.
+  out=$(pgbench -M prepared -n -j2 -c"$c" -T"$d" -l --log-prefix="$tmp/pgblog" \
+    -D space="$space" -D n="$n" -D s="$sample" -D now="$(date -u '+%Y-%m-%d %H:%M:%S.%6N+00')" \
+    -D base=$((2000000000000000 + pgb_run * 10000000000)) -D ctr=0 -D rules=1 -D f=false -D meta='{}' \
+    -D ip=1.1.1.1 -f "bench/pgbench/$script.sql" "$PG_URL/$PG_DB" 2>&1) || true
+  [ -n "$quiet" ] && return 0
+  tps=$(awk '/^tps = / {print $3; exit}' <<<"$out")
+  failed=$(awk '/number of failed transactions/ {print $5}' <<<"$out")
+  if [ -z "$tps" ] || grep -q 'aborted' <<<"$out"; then
+    echo "pgbench $script failed:" >&2
+    grep -i 'error\|abort' <<<"$out" | head -5 >&2
+    notes+=("$backend pgbench $label n=$n c=$c: aborted")
+    tps=${tps:-0}
+  fi
+  # Per-transaction latencies (µs, third field) from pgbench's log.
+  lat=$({ cat "$tmp"/pgblog* 2>/dev/null || true; } | awk '{print $3}' | sort -n |
+    awk '{v[NR] = $1} END {if (NR) printf "%.2fms %.2fms", v[int(NR * 0.5) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000}')
+  printf '  %-24s c=%-3s %10.2f tps     p50 %8s   p99 %8s   failed %s\n' "pgbench $label" "$c" "$tps" \
+    "${lat%% *}" "${lat##* }" "${failed:-0}"
+}
+
+# record WORK CONNECTIONS [PLAIN_TPS OWN_TPS]: one row of the final table.
+record() {
+  local plain=- own=- r1=- r2=-
+  if [ $# -gt 2 ]; then
+    plain=$(printf '%.0f' "$3") own=$(printf '%.0f' "$4") r1=$(ratio "$rps" "$3") r2=$(ratio "$rps" "$4")
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$1" "$n" "$2" "$rps" "$p50" "$p99" "$bad" \
+    "$plain" "$r1" "$own" "$r2" >>"$results"
+}
+
+# The customers that create-new runs add are removed again, so that every line runs on the
+# customers loaded: a run of thousands of creates a second would otherwise grow the 10,000
+# several times over before the lines after it.
+mark() { last_id=$(sql "select max(id) from customers"); }
+forget_new() {
+  local delete="delete from customers where space_id = $space and id > $last_id"
+  case $backend in
+    sqlite) sql "$delete" >/dev/null ;;
+    postgres)
+      # Without foreign-key checks (superuser only): each would scan the tables that refer to
+      # customers. The vacuum keeps the dead rows out of the lines that follow.
+      psql "$PG_URL/$PG_DB" -qAt -v ON_ERROR_STOP=1 \
+        -c "begin; set local session_replication_role = replica; $delete; commit;" \
+        -c "vacuum analyze customers" >/dev/null 2>&1 ||
+        notes+=("postgres n=$n c=$c: the created customers were left in place (not a superuser?)")
+      ;;
+  esac
+}
+
+measure() {
+  local c=$1 point own
+  run_wrk "detail" detail "$c"
+  if [ "$backend" = postgres ]; then
+    local r_rps=$rps r_p50=$p50 r_p99=$p99 r_bad=$bad
+    run_pgbench "point select" point_select "$c"; point=$tps
+    run_pgbench "detail statement" detail "$c"; own=$tps
+    rps=$r_rps p50=$r_p50 p99=$r_p99 bad=$r_bad
+    printf '  %-24s c=%-3s detail ÷ point select %s   detail ÷ own detail statement %s\n' "ratio" "$c" \
+      "$(ratio "$rps" "$point")" "$(ratio "$rps" "$own")"
+    record detail "$c" "$point" "$own"
+  else
+    record detail "$c"
+  fi
+  run_wrk "account-info" account "$c"
+  record account-info "$c"
+  mark
+  run_wrk "create (new)" create_new "$c"
+  if [ "$backend" = postgres ]; then
+    local r_rps=$rps r_p50=$p50 r_p99=$p99 r_bad=$bad
+    run_pgbench "insert alone" insert_customer "$c"; point=$tps
+    run_pgbench "create statement" create "$c"; own=$tps
+    rps=$r_rps p50=$r_p50 p99=$r_p99 bad=$r_bad
+    printf '  %-24s c=%-3s create-new ÷ insert alone %s   create-new ÷ own create statement %s\n' "ratio" "$c" \
+      "$(ratio "$rps" "$point")" "$(ratio "$rps" "$own")"
+    record "create (new)" "$c" "$point" "$own"
+  else
+    record "create (new)" "$c"
+  fi
+  forget_new
+  run_wrk "create (existing)" create_existing "$c"
+  record "create (existing)" "$c"
+  run_wrk "match" match "$c"
+  record match "$c"
+  run_wrk "list" list "$c"
+  record list "$c"
+}
+
+load() {
+  case $backend in
+    sqlite) python3 bench/bench_data.py sqlite "$db_file" "$space" "$1" "$2" "$SESSIONS" ;;
+    postgres)
+      psql "$PG_URL/$PG_DB" -qAt -v space="$space" -v lo="$1" -v hi="$2" -v sessions="$SESSIONS" \
+        -f bench/load.sql >/dev/null
+      ;;
+  esac
+}
+
+sql() {
+  case $backend in
+    sqlite)
+      python3 -c 'import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+print((con.execute(sys.argv[2]).fetchone() or [""])[0])' "$db_file" "$1"
+      ;;
+    postgres) psql "$PG_URL/$PG_DB" -qAt -c "$1" ;;
+  esac
+}
+
+# Other work on the machine skews every number: its load average is printed at both ends.
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bizkit-mirror compare: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, duration $DURATION, wrk $THREADS threads, load average $load_start"
+for backend in $BACKENDS; do
+  case $backend in
+    sqlite)
+      db_file=$tmp/bench.db
+      start_server "sqlite:$db_file"
+      ;;
+    postgres)
+      PGOPTIONS="-c client_min_messages=warning" psql "$PG_URL/postgres" -qAt -c "drop database if exists $PG_DB with (force)" \
+        -c "create database $PG_DB" >/dev/null
+      pg_created=1
+      start_server "$PG_URL/$PG_DB"
+      ;;
+    *) echo "unknown backend $backend" >&2; exit 1 ;;
+  esac
+  target=$base
+  space=$(sql "select s.id from spaces s join organisations o on o.id = s.organisation_id where o.slug = 'demo' and s.mode = 'live'")
+  echo
+  echo "== $backend (demo live space $space)"
+  loaded=0
+  for n in $SCALES; do
+    [ "$n" -gt "$loaded" ] || { echo "SCALES must grow: $n after $loaded" >&2; exit 1; }
+    timed load $((loaded + 1)) "$n"
+    total=$(sql "select count(*) from customers where space_id = $space")
+    echo "-- $n customers: loaded $((n - loaded)) in $took s (with ANALYZE), $total in the space"
+    notes+=("$backend load to $n: $took s")
+    loaded=$n
+    sample=$((SESSIONS < n ? SESSIONS : n))
+    data=$tmp/data-$n
+    python3 bench/bench_data.py samples "$data" "$n" "$SESSIONS"
+    check_samples "$data"
+    for mode in detail account create_existing list; do run_wrk warmup "$mode" 16 "$WARMUP" quiet; done
+    if [ "$backend" = postgres ]; then
+      run_pgbench warmup point_select 16 "$warm_secs" quiet
+      run_pgbench warmup detail 16 "$warm_secs" quiet
+    fi
+    for c in $CONNECTIONS; do measure "$c"; done
+  done
+  hwm=$(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$pid/status")
+  echo "-- server peak memory (VmHWM): $hwm"
+  memory+=("$backend server $hwm")
+  # Beyond the two warnings every demo start gives (CORS, DEMO MODE).
+  sed 's/\x1b\[[0-9;]*m//g' "$tmp/server.err" | grep -v 'CORS: any origin\|DEMO MODE' >"$tmp/server.warn" || true
+  if [ -s "$tmp/server.warn" ]; then
+    warns=$(grep -c WARN "$tmp/server.warn" || true)
+    errs=$(grep -c ERROR "$tmp/server.warn" || true)
+    slow=$(grep -c 'slow statement' "$tmp/server.warn" || true)
+    echo "-- server log: $warns warnings ($slow slow statements), $errs errors; the last:"
+    tail -n 3 "$tmp/server.warn" | cut -c 1-240 | sed 's/^/   /'
+    notes+=("$backend server log: $warns warnings ($slow slow statements), $errs errors")
+  fi
+  stop_server
+done
+
+if [ -n "$PRISM" ]; then
+  prism_bin=$PRISM
+  if [ "$PRISM" = 1 ]; then
+    if command -v prism >/dev/null; then
+      prism_bin=prism
+    else
+      npm install --prefix "$tmp/prism" --no-audit --no-fund --loglevel=error @stoplight/prism-cli >/dev/null
+      prism_bin=$tmp/prism/node_modules/.bin/prism
+    fi
+  fi
+  backend=prism n=- data=$tmp/data-prism target=http://127.0.0.1:$PRISM_PORT
+  python3 bench/bench_data.py samples "$data" 10000 "$SESSIONS"
+  "$prism_bin" mock -h 127.0.0.1 -p "$PRISM_PORT" openapi.yaml >"$tmp/prism.log" 2>&1 &
+  prism_pid=$!
+  for _ in $(seq 1 300); do
+    curl -s -o /dev/null "$target/ping/v1?apiKey=$KEY" && break
+    sleep 0.2
+  done
+  echo
+  echo "== Stoplight Prism mock ($("$prism_bin" --version 2>/dev/null || echo '?'))"
+  run_wrk warmup detail 16 "$WARMUP" quiet
+  run_wrk "detail" detail 16
+  record detail 16
+  # Prism may run as a tree of node processes: the sum of their peak RSS.
+  rss=$(for p in $prism_pid $(pgrep -P "$prism_pid" || true); do awk '/VmHWM/ {print $2}' "/proc/$p/status"; done |
+    awk '{s += $1} END {printf "%.1f MiB", s / 1024}' || true)
+  echo "-- Prism peak memory (VmHWM): $rss"
+  memory+=("Prism $rss")
+fi
+
+elapsed=$((SECONDS - started))
+echo
+echo "## Results"
+echo
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo));" \
+  "wrk $THREADS threads, pgbench -M prepared -j2, $DURATION per line; whole run $((elapsed / 60)) min $((elapsed % 60)) s;" \
+  "load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+echo
+echo "| backend | work | customers | conns | server req/s | p50 | p99 | non-2xx | pgbench plain (tps) | server ÷ plain | pgbench own statement (tps) | server ÷ own |"
+echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+awk -F'\t' '
+  function grouped(v,   s) {
+    if (v !~ /^[0-9]+$/) return v
+    s = ""
+    while (length(v) > 3) { s = "," substr(v, length(v) - 2) s; v = substr(v, 1, length(v) - 3) }
+    return v s
+  }
+  {
+    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, grouped($3), $4,
+      grouped(sprintf("%.0f", $5)), $6, $7, $8, grouped($9), $10, grouped($11), $12
+  }' "$results"
+echo
+mem=$(printf '%s, ' "${memory[@]}")
+echo "Peak memory (VmHWM): ${mem%, }."
+echo "pgbench plain: a point select of one customer row by cuRefNo (detail) or the customer insert"
+echo "alone (create); own statement: the server's detail / create statement (bench/pgbench/)."
+if [ "${#notes[@]}" -gt 0 ]; then
+  echo
+  echo "Notes:"
+  printf -- '- %s\n' "${notes[@]}"
+fi
