@@ -92,7 +92,7 @@ impl ContactStore for SqlStore {
             }
         };
         let created = out.iter().filter(|r| r.as_ref().is_ok_and(|w| w.new_account)).count() as u64;
-        self.imported_grew(created).await?;
+        self.imported_grew(created).await;
         Ok(out)
     }
 
@@ -121,8 +121,9 @@ impl SqlStore {
     /// Counts `created` customers more as imported, and refreshes the statistics of the
     /// tables an import grows each time the count passes a doubling: plans made for a new
     /// space's empty tables would otherwise scan them as they grow.
-    async fn imported_grew(&self, created: u64) -> StoreResult<()> {
-        let Some(analyze) = dialect::ANALYZE_IMPORTED else { return Ok(()) };
+    /// The batch is committed by then: a failed refresh is logged, not the batch's error.
+    async fn imported_grew(&self, created: u64) {
+        let Some(analyze) = dialect::ANALYZE_IMPORTED else { return };
         let total = self.imported.fetch_add(created, Ordering::Relaxed) + created;
         let next = self.next_analyze.load(Ordering::Relaxed);
         if total < next
@@ -131,10 +132,11 @@ impl SqlStore {
                 .compare_exchange(next, total.max(next) * 2, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
-            return Ok(());
+            return;
         }
-        sqlx::query(analyze).execute(&self.pool).await?;
-        Ok(())
+        if let Err(e) = sqlx::query(analyze).execute(&self.pool).await {
+            tracing::warn!(error = %e, "refreshing the statistics of imported tables failed");
+        }
     }
 
     async fn add_credit_once(&self, space: SpaceId, credit: &CreditAdd) -> StoreResult<CreditOutcome> {
