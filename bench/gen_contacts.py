@@ -3,11 +3,17 @@
 
     bench/gen_contacts.py 1000000 > contacts.ndjson
     bench/gen_contacts.py 1000000 --format array --pad 500 > contacts.json
+    bench/gen_contacts.py 1000000 --stamp stamps.txt | curl … --data-binary @-
+
+With --stamp, each time another --every items have been written (and taken by the reader:
+a pipe blocks while the server is behind), "ITEMS UNIX_TIME" is appended to the file: an
+importer's progress, measured from the input side.
 """
 import argparse
 import json
 import os
 import sys
+import time
 
 
 def contact(i, pad):
@@ -31,19 +37,28 @@ def main():
     parser.add_argument("count", type=int, metavar="COUNT")
     parser.add_argument("--format", choices=["ndjson", "array"], default="ndjson")
     parser.add_argument("--pad", type=int, default=0, metavar="BYTES", help="extra bytes per item, in meta.pad")
+    parser.add_argument("--stamp", metavar="FILE", help="append 'ITEMS UNIX_TIME' every --every items")
+    parser.add_argument("--every", type=int, default=100000, metavar="N", help="items between stamps")
     args = parser.parse_args()
     if args.count < 0 or args.pad < 0:
         parser.error("COUNT and --pad must not be negative")
     out = sys.stdout
     array = args.format == "array"
+    stamps = open(args.stamp, "a", buffering=1) if args.stamp else None
     try:
         if array:
             out.write("[\n")
+        if stamps:
+            out.flush()
+            stamps.write(f"0 {time.time():.3f}\n")
         for i in range(args.count):
             if array:
                 out.write(contact(i, args.pad) + (",\n" if i + 1 < args.count else "\n"))
             else:
                 out.write(contact(i, args.pad) + "\n")
+            if stamps and (i + 1) % args.every == 0:
+                out.flush()
+                stamps.write(f"{i + 1} {time.time():.3f}\n")
         if array:
             out.write("]\n")
         out.flush()

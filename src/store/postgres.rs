@@ -34,6 +34,31 @@ mod dialect {
 
     /// The ids in the JSON array bound to `$1`, as rows.
     pub const ID_LIST: &str = "select jsonb_array_elements_text($1::jsonb)::bigint";
+
+    /// The strings, and the ids, in the JSON array bound to `$?` (the batch writes' lists).
+    pub const TEXT_LIST: &str = "select jsonb_array_elements_text($?::jsonb) as value";
+    pub const ID_LIST_AT: &str = "select jsonb_array_elements_text($?::jsonb)::bigint as value";
+
+    /// Contact points (`p`) looked up by value: the planner finds the index itself.
+    pub const CONTACT_POINTS_BY_VALUE: &str = "contact_points p";
+
+    /// The objects of the JSON array bound to `$?` as rows `r`, a field `{name}` of one as
+    /// a column of SQL type `{type}`, and the row's position in the array.
+    pub const JSON_ROWS: &str = "jsonb_array_elements($?::jsonb) with ordinality as r(value, ord)";
+    pub const JSON_FIELD: &str = "(r.value->>'{name}')::{type}";
+    pub const JSON_ORD: &str = "r.ord";
+
+    /// A meta object passed as JSON text, as the column stores it.
+    pub const JSON_META: &str = "{meta}::jsonb";
+
+    /// Run first in a batch write's transaction: every statement is planned for the
+    /// values it runs with, not once as a generic plan (which, made while a new space's
+    /// tables were small, scans them as they grow).
+    pub const BATCH_SETUP: Option<&str> = Some("set local plan_cache_mode = force_custom_plan");
+
+    /// Refreshes the statistics of the tables an import grows, so plans follow their size.
+    pub const ANALYZE_IMPORTED: Option<&str> =
+        Some("analyze customers, contact_points, customer_group_members, subscriptions");
 }
 
 // Compiled once per backend on purpose: see the module docs of `store`.

@@ -37,6 +37,29 @@ mod dialect {
 
     /// The ids in the JSON array bound to `$1`, as rows.
     pub const ID_LIST: &str = "select value from json_each($1)";
+
+    /// The strings, and the ids, in the JSON array bound to `$?` (the batch writes' lists).
+    pub const TEXT_LIST: &str = "select value from json_each($?)";
+    pub const ID_LIST_AT: &str = "select value from json_each($?)";
+
+    /// Contact points (`p`) looked up by value: without statistics SQLite prefers the
+    /// covering primary key, and scans the space's points by it.
+    pub const CONTACT_POINTS_BY_VALUE: &str = "contact_points p indexed by contact_points_lookup";
+
+    /// The objects of the JSON array bound to `$?` as rows `r`, a field `{name}` of one as
+    /// a column (its type is the JSON value's), and the row's position in the array.
+    pub const JSON_ROWS: &str = "json_each($?) as r";
+    pub const JSON_FIELD: &str = "json_extract(r.value, '$.{name}')";
+    pub const JSON_ORD: &str = "r.key";
+
+    /// A meta object passed as JSON text, as the column stores it.
+    pub const JSON_META: &str = "{meta}";
+
+    /// Nothing to set: SQLite plans each statement as it is prepared.
+    pub const BATCH_SETUP: Option<&str> = None;
+
+    /// SQLite's planner does well on its own defaults: no statistics are gathered.
+    pub const ANALYZE_IMPORTED: Option<&str> = None;
 }
 
 // Compiled once per backend on purpose: see the module docs of `store`.

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 
-use super::write_contact::WriteBatch;
+use std::sync::atomic::Ordering;
+
+use super::batch::{write_batch, BatchResult};
 use super::{dialect, lock_customer, profile_by_id, retrying, SqlStore, CU_REF_NO_ATTEMPTS};
 use crate::normalize::CuRefNo;
 use crate::store::{
@@ -42,16 +44,16 @@ impl ContactStore for SqlStore {
             attempt += 1;
             let now = now();
             let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
-            let mut batch = WriteBatch::default();
-            let written = match self.write_contact(&mut tx, space, write, now, &mut batch).await {
+            // A batch of one: the rules of a write live once, in `batch`.
+            let written = match write_batch(&mut tx, space, std::slice::from_ref(write), now).await {
                 Err(StoreError::Conflict(_) | StoreError::Aborted(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
                 other => other?,
             };
-            let (new_account, id) = match written {
-                Ok((new_account, id, _)) => (new_account, id),
-                Err(refusal) => return Ok(Err(refusal)),
+            let (new_account, id) = match written.into_iter().next() {
+                Some(Ok((new_account, id, _))) => (new_account, id),
+                Some(Err(refusal)) => return Ok(Err(refusal)),
+                None => return Err(StoreError::Other("a batch of one wrote nothing".into())),
             };
-            batch.finish(&mut tx).await?;
             let profile = profile_by_id(&mut *tx, id, now).await?;
             match tx.commit().await.map_err(StoreError::from) {
                 Err(StoreError::Conflict(_) | StoreError::Aborted(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
@@ -66,17 +68,31 @@ impl ContactStore for SqlStore {
         space: SpaceId,
         writes: &[ContactWrite],
     ) -> StoreResult<Vec<Result<Written, ContactRefusal>>> {
-        match self.import_batch(space, writes).await {
-            Err(StoreError::Conflict(_) | StoreError::Aborted(_)) => {}
-            other => return other,
-        }
-        // A concurrent writer took an address or number the batch was creating, or the
-        // database aborted the batch: redo the items one by one, each retrying on its own.
-        let mut out = Vec::with_capacity(writes.len());
-        for write in writes {
-            let written = self.upsert_contact(space, write).await?;
-            out.push(written.map(|(new_account, profile)| Written { new_account, cu_ref_no: profile.cu_ref_no }));
-        }
+        let written = match self.import_batch(space, writes).await {
+            Err(StoreError::Conflict(_) | StoreError::Aborted(_)) => None,
+            other => Some(other?),
+        };
+        let out: Vec<Result<Written, ContactRefusal>> = match written {
+            Some(written) => written
+                .into_iter()
+                .map(|r| r.map(|(new_account, _, cu_ref_no)| Written { new_account, cu_ref_no }))
+                .collect(),
+            None => {
+                // A concurrent writer took an address, number or subscription the batch was
+                // writing, or the database aborted the batch: redo the items one by one (each
+                // a batch of one), each retrying on its own.
+                let mut out = Vec::with_capacity(writes.len());
+                for write in writes {
+                    let written = self.upsert_contact(space, write).await?;
+                    out.push(
+                        written.map(|(new_account, profile)| Written { new_account, cu_ref_no: profile.cu_ref_no }),
+                    );
+                }
+                out
+            }
+        };
+        let created = out.iter().filter(|r| r.as_ref().is_ok_and(|w| w.new_account)).count() as u64;
+        self.imported_grew(created).await;
         Ok(out)
     }
 
@@ -90,6 +106,39 @@ impl ContactStore for SqlStore {
 }
 
 impl SqlStore {
+    /// One import batch in one transaction.
+    async fn import_batch(&self, space: SpaceId, writes: &[ContactWrite]) -> StoreResult<Vec<BatchResult>> {
+        let now = now();
+        let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
+        if let Some(setup) = dialect::BATCH_SETUP {
+            sqlx::query(setup).execute(&mut *tx).await?;
+        }
+        let written = write_batch(&mut tx, space, writes, now).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// Counts `created` customers more as imported, and refreshes the statistics of the
+    /// tables an import grows each time the count passes a doubling: plans made for a new
+    /// space's empty tables would otherwise scan them as they grow.
+    /// The batch is committed by then: a failed refresh is logged, not the batch's error.
+    async fn imported_grew(&self, created: u64) {
+        let Some(analyze) = dialect::ANALYZE_IMPORTED else { return };
+        let total = self.imported.fetch_add(created, Ordering::Relaxed) + created;
+        let next = self.next_analyze.load(Ordering::Relaxed);
+        if total < next
+            || self
+                .next_analyze
+                .compare_exchange(next, total.max(next) * 2, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Err(e) = sqlx::query(analyze).execute(&self.pool).await {
+            tracing::warn!(error = %e, "refreshing the statistics of imported tables failed");
+        }
+    }
+
     async fn add_credit_once(&self, space: SpaceId, credit: &CreditAdd) -> StoreResult<CreditOutcome> {
         let now = now();
         let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;

@@ -7,11 +7,10 @@
 mod accounts;
 mod admin;
 mod admin_rows;
-mod contact_lists;
+mod batch;
 mod contacts;
 mod customers;
 mod outbox;
-mod write_contact;
 
 use std::sync::LazyLock;
 
@@ -28,13 +27,21 @@ use crate::store::{Group, Profile, Referrer, RunningSubscription, SpaceId, Store
 /// The store over one pool of this backend.
 pub struct SqlStore {
     pool: Pool<Db>,
+    /// Customers created by imports since this store opened: statistics are refreshed as
+    /// it passes `next_analyze`.
+    imported: std::sync::atomic::AtomicU64,
+    next_analyze: std::sync::atomic::AtomicU64,
 }
 
 impl SqlStore {
     pub(super) fn new(pool: Pool<Db>) -> Self {
-        Self { pool }
+        Self { pool, imported: 0.into(), next_analyze: FIRST_ANALYZE.into() }
     }
 }
+
+/// Imported customers after which the tables' statistics are first refreshed; then again
+/// at every doubling.
+const FIRST_ANALYZE: u64 = 1_000;
 
 type Args<'q> = <Db as sqlx::Database>::Arguments<'q>;
 
@@ -216,14 +223,6 @@ async fn lock_customer(tx: &mut Tx, space: SpaceId, cu_ref_no: &str) -> StoreRes
         )
     });
     Ok(sqlx::query_scalar(&SQL).bind(space.0).bind(cu_ref_no).fetch_optional(&mut **tx).await?)
-}
-
-/// As `lock_customer`, by row id.
-async fn lock_customer_id(tx: &mut Tx, id: i64) -> StoreResult<bool> {
-    static SQL: LazyLock<String> =
-        LazyLock::new(|| format!("select id from customers where id = $1 and erased_at is null{}", dialect::LOCK_ROW));
-    let found: Option<i64> = sqlx::query_scalar(&SQL).bind(id).fetch_optional(&mut **tx).await?;
-    Ok(found.is_some())
 }
 
 /// Every column a customer may start with. The one statement that inserts customers;

@@ -325,3 +325,86 @@ pub async fn dump_rows(db: &TestDb) -> String {
     }
     out
 }
+
+impl TestDb {
+    /// Every customer of `space` with what its writes leave behind (fields, meta, stored
+    /// profile lists, referrer, addresses and numbers, memberships, subscriptions), one
+    /// line each in the order they were created: two spaces written alike compare equal.
+    pub async fn space_snapshot(&self, space: SpaceId) -> Vec<String> {
+        let customers = "select c.id, c.email, c.email_canonical, c.phone, c.first_name, c.last_name, \
+             c.company_name, c.company_registration_number, c.tax_identification_number, c.premium, c.ban, \
+             cast(c.meta as text) as meta, cast(c.profile_groups as text) as profile_groups, \
+             cast(c.profile_subscriptions as text) as profile_subscriptions, \
+             r.email as referrer_email, c.registration_ip, c.last_ip \
+             from customers c left join customers r on r.id = c.referrer_id where c.space_id = $1 order by c.id";
+        let points = "select customer_id, kind || ':' || value from contact_points where space_id = $1 \
+             order by customer_id, kind, value";
+        let members = "select m.customer_id, g.slug || '=' || g.name from customer_group_members m \
+             join customer_groups g on g.id = m.group_id where m.space_id = $1 order by m.customer_id, g.slug";
+        let subscriptions = "select customer_id, external_id || ' ' || product_slug || ' ' || product_code || ' ' \
+             || order_number || ' ' || order_hash || ' ' || case when auto_renew then 'renew' else 'once' end \
+             || ' ' || status || ' ' || coalesce(cast(valid_until as text), '-') \
+             from subscriptions where space_id = $1 order by customer_id, id";
+        let (rows, lists): (Vec<SnapshotRow>, Vec<Vec<(i64, String)>>) = on_either!(self.connect().await, |c| {
+            let rows = sqlx::query_as(customers).bind(space.0).fetch_all(&mut c).await.expect("customers");
+            let mut lists = Vec::new();
+            for sql in [points, members, subscriptions] {
+                lists.push(sqlx::query_as(sql).bind(space.0).fetch_all(&mut c).await.expect("lists"));
+            }
+            (rows, lists)
+        });
+        rows.into_iter()
+            .map(|row| {
+                let id = row.id;
+                let of = |list: &Vec<(i64, String)>| {
+                    list.iter().filter(|(c, _)| *c == id).map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(", ")
+                };
+                let meta: serde_json::Value = serde_json::from_str(&row.meta).expect("meta is JSON");
+                format!(
+                    "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} premium={} ban={} meta={meta} groups={} subs={} \
+                     referrer={:?} ip={:?}/{:?} points=[{}] members=[{}] subscriptions=[{}]",
+                    row.email,
+                    row.email_canonical,
+                    row.phone,
+                    row.first_name,
+                    row.last_name,
+                    row.company_name,
+                    row.company_registration_number,
+                    row.tax_identification_number,
+                    row.premium,
+                    row.ban,
+                    row.profile_groups,
+                    row.profile_subscriptions,
+                    row.referrer_email,
+                    row.registration_ip,
+                    row.last_ip,
+                    of(&lists[0]),
+                    of(&lists[1]),
+                    of(&lists[2]),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A customer row as `space_snapshot` reads it.
+#[derive(sqlx::FromRow)]
+struct SnapshotRow {
+    id: i64,
+    email: Option<String>,
+    email_canonical: Option<String>,
+    phone: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    company_name: Option<String>,
+    company_registration_number: Option<String>,
+    tax_identification_number: Option<String>,
+    premium: bool,
+    ban: bool,
+    meta: String,
+    profile_groups: String,
+    profile_subscriptions: String,
+    referrer_email: Option<String>,
+    registration_ip: Option<String>,
+    last_ip: Option<String>,
+}
