@@ -37,6 +37,7 @@ def main():
     parser.add_argument("count", type=int, metavar="COUNT")
     parser.add_argument("--format", choices=["ndjson", "array"], default="ndjson")
     parser.add_argument("--pad", type=int, default=0, metavar="BYTES", help="extra bytes per item, in meta.pad")
+    parser.add_argument("--start", type=int, default=0, metavar="N", help="number of the first item")
     parser.add_argument("--stamp", metavar="FILE", help="append 'ITEMS UNIX_TIME' every --every items")
     parser.add_argument("--every", type=int, default=100000, metavar="N", help="items between stamps")
     args = parser.parse_args()
@@ -52,10 +53,11 @@ def main():
             out.flush()
             stamps.write(f"0 {time.time():.3f}\n")
         for i in range(args.count):
+            n = args.start + i
             if array:
-                out.write(contact(i, args.pad) + (",\n" if i + 1 < args.count else "\n"))
+                out.write(contact(n, args.pad) + (",\n" if i + 1 < args.count else "\n"))
             else:
-                out.write(contact(i, args.pad) + "\n")
+                out.write(contact(n, args.pad) + "\n")
             if stamps and (i + 1) % args.every == 0:
                 out.flush()
                 stamps.write(f"{i + 1} {time.time():.3f}\n")

@@ -10,9 +10,9 @@
 # sandbox space (new again). Prints contacts/s for every EVERY items (100,000 by default),
 # so a slowdown as the tables grow shows, and the server's peak memory (VmHWM).
 #
-# The response carries the results only once every item is written, so progress is taken
-# from the input side: the generator stamps the time each EVERY items have been taken by
-# the importer (the pipe, curl and the socket hold a roughly constant few thousand items).
+# Each window of EVERY items is an import call of its own, timed from the first byte sent
+# to the last result received: the server reads ahead of its writes, so only a whole call
+# tells how fast items were written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-100000}
@@ -29,42 +29,35 @@ for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null &&
 key=PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE
 rss() { awk "/$1/ {print \$2}" "/proc/$pid/status"; }
 
-# report LABEL [SUMMARY_JSON]: the rate of each EVERY items from $tmp/stamps (the last
-# window ends at $end, when every item was written), and the overall rate.
-report() {
-  python3 - "$1" "$tmp/stamps" "$end" "$COUNT" "${2:-}" <<'PY'
-import json, sys
-label, stamps, end, total, result = sys.argv[1:]
-marks = [tuple(map(float, line.split())) for line in open(stamps) if line.strip()]
-start = marks[0][1]
-total = int(total)
-extra = ""
-if result:
-    s = json.load(open(result))["summary"]
-    total = s["items"]
-    extra = f"  {s['created']} created  {s['failed']} failed"
-if total > marks[-1][0]:
-    marks.append((total, float(end)))
-else:
-    marks[-1] = (marks[-1][0], float(end))
-secs = float(end) - start
-print(f"{label:<24} {total:>9} items  {secs:7.1f} s  {total / secs:8.0f} contacts/s{extra}")
-for (n0, t0), (n1, t1) in zip(marks, marks[1:]):
-    print(f"    items {int(n0):>9} - {int(n1):<9} {t1 - t0:7.1f} s  {(n1 - n0) / (t1 - t0):8.0f} contacts/s")
-PY
-}
-
-# http LABEL: the generated contacts through the HTTP import.
-http() {
-  : >"$tmp/stamps"
+# window LABEL START: items START..START+EVERY through the HTTP import; prints the rate.
+window() {
+  local start end
+  start=$(date +%s.%N)
   # The generator pipes straight into curl: the body is never on disk or in memory whole.
-  python3 bench/gen_contacts.py "$COUNT" --pad "$PAD" --stamp "$tmp/stamps" --every "$EVERY" |
+  python3 bench/gen_contacts.py "$EVERY" --start "$2" --pad "$PAD" |
     curl -fsS -X POST -H "Authorization: Bearer $key" -H 'Content-Type: application/x-ndjson' \
       -H 'Transfer-Encoding: chunked' --data-binary @- -o "$tmp/result.json" \
       "http://127.0.0.1:$PORT/api/v1/customer/import"
   end=$(date +%s.%N)
-  report "$1" "$tmp/result.json"
-  echo "server peak memory (VmHWM): $(rss VmHWM) kB   response: $(du -h "$tmp/result.json" | cut -f1)"
+  python3 - "$1" "$2" "$tmp/result.json" "$start" "$end" <<'PY'
+import json, sys
+label, first, result, start, end = sys.argv[1:]
+s = json.load(open(result))["summary"]
+secs = float(end) - float(start)
+print(f"{label:<24} items {int(first):>9} +{s['items']:<8} {s['created']:>8} created  {s['failed']} failed  "
+      f"{secs:7.1f} s  {s['items'] / secs:8.0f} contacts/s")
+PY
+}
+
+# http LABEL: the generated contacts through the HTTP import, EVERY items a call.
+http() {
+  local t0 t1 first
+  t0=$(date +%s.%N)
+  for ((first = 0; first < COUNT; first += EVERY)); do window "$1" "$first"; done
+  t1=$(date +%s.%N)
+  awk -v l="$1" -v s="$t0" -v e="$t1" -v n="$COUNT" \
+    'END {printf "%-24s all %9d items  %7.1f s  %8.0f contacts/s\n", l, n, e - s, n / (e - s)}' /dev/null
+  echo "server peak memory (VmHWM): $(rss VmHWM) kB"
 }
 
 echo "backend: ${DATABASE_URL%%:*}   contacts: $COUNT"
@@ -75,9 +68,10 @@ http "HTTP import (existing)"
 
 [ -z "${SKIP_CLI:-}" ] || exit 0
 # The command line, from stdin, into the sandbox space so it creates rather than updates.
-: >"$tmp/stamps"
-python3 bench/gen_contacts.py "$COUNT" --pad "$PAD" --stamp "$tmp/stamps" --every "$EVERY" |
+start=$(date +%s.%N)
+python3 bench/gen_contacts.py "$COUNT" --pad "$PAD" |
   "$BIN" import --sandbox - 2>"$tmp/cli.err" >"$tmp/cli.out" || { cat "$tmp/cli.err"; exit 1; }
 end=$(date +%s.%N)
-report "CLI import (new)"
+awk -v s="$start" -v e="$end" -v n="$COUNT" \
+  'END {printf "CLI import (new):        all %9d items  %7.1f s  %8.0f contacts/s\n", n, e - s, n / (e - s)}' /dev/null
 tail -n 1 "$tmp/cli.out"
