@@ -338,6 +338,19 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<DynSt
     }
 }
 
+/// Pool options both backends start from: a connection is tested before use only when
+/// `test_before_use` says it may have broken.
+fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new().test_before_acquire(false).before_acquire(|conn, meta| {
+        Box::pin(async move {
+            if test_before_use(meta.idle_for) {
+                sqlx::Connection::ping(conn).await?;
+            }
+            Ok(true)
+        })
+    })
+}
+
 #[cfg(test)]
 mod pool_tests {
     use super::*;

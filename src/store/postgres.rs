@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 
 use super::PoolSettings;
 
@@ -77,16 +77,7 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?
             .application_name("bizkit-mirror")
             .options([("statement_timeout", timeout.as_str())]);
-        let pool = PgPoolOptions::new()
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if super::test_before_use(meta.idle_for) {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
+        let pool = super::pool_options::<Db>()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)

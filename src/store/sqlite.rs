@@ -5,7 +5,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::Connection as _;
 
 use super::PoolSettings;
@@ -111,16 +111,7 @@ impl SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        let pool = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if super::test_before_use(meta.idle_for) {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
+        let pool = super::pool_options::<Db>()
             .max_connections(settings.max_connections.min(8))
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
