@@ -21,23 +21,9 @@ mod dialect {
     /// The create upsert and the profile fit one statement (a data-modifying CTE).
     pub const CREATE_RETURNS_PROFILE: bool = true;
 
-    /// The profile's stored lists, computed over the customer row `c`.
-    pub const GROUPS: &str = "(select coalesce(jsonb_agg(jsonb_build_object('name', g.name, 'slug', g.slug) \
-         order by g.name), '[]'::jsonb) \
-         from customer_group_members gm join customer_groups g on g.id = gm.group_id \
-         where gm.space_id = c.space_id and gm.customer_id = c.id)";
-    pub const SUBSCRIPTIONS: &str = "(select coalesce(jsonb_agg(jsonb_build_object('external_id', s.external_id, \
-         'product_slug', s.product_slug, 'product_code', s.product_code, 'order_number', s.order_number, \
-         'order_hash', s.order_hash, 'auto_renew', s.auto_renew, 'valid_until', s.valid_until) order by s.id), \
-         '[]'::jsonb) from subscriptions s where s.space_id = c.space_id and s.customer_id = c.id \
-         and s.status = 'active')";
-
-    /// The ids in the JSON array bound to `$1`, as rows.
-    pub const ID_LIST: &str = "select jsonb_array_elements_text($1::jsonb)::bigint";
-
     /// The strings, and the ids, in the JSON array bound to `$?` (the batch writes' lists).
     pub const TEXT_LIST: &str = "select jsonb_array_elements_text($?::jsonb) as value";
-    pub const ID_LIST_AT: &str = "select jsonb_array_elements_text($?::jsonb)::bigint as value";
+    pub const ID_LIST: &str = "select jsonb_array_elements_text($?::jsonb)::bigint as value";
 
     /// Contact points (`p`) looked up by value: the planner finds the index itself.
     pub const CONTACT_POINTS_BY_VALUE: &str = "contact_points p";
@@ -48,15 +34,11 @@ mod dialect {
     pub const JSON_FIELD: &str = "(r.value->>'{name}')::{type}";
     pub const JSON_ORD: &str = "r.ord";
 
-    /// A meta object passed as JSON text, as the column stores it.
-    pub const JSON_META: &str = "{meta}::jsonb";
+    /// A JSON value passed as text, as a JSON column (meta, the profile's lists) stores it.
+    pub const JSON_VALUE: &str = "{json}::jsonb";
 
-    /// Run first in a batch write's transaction: every statement is planned for the
-    /// values it runs with, not once as a generic plan (which, made while a new space's
-    /// tables were small, scans them as they grow).
-    pub const BATCH_SETUP: Option<&str> = Some("set local plan_cache_mode = force_custom_plan");
-
-    /// Refreshes the statistics of the tables an import grows, so plans follow their size.
+    /// Refreshes the statistics of the tables an import grows, so plans follow their size
+    /// (a new statistic also replaces the cached plans made on the old one).
     pub const ANALYZE_IMPORTED: Option<&str> =
         Some("analyze customers, contact_points, customer_group_members, subscriptions");
 }

@@ -2,7 +2,7 @@
 //! database's columns. How they read on the wire is `http`'s business.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::normalize::{ApiKeyKind, ClientIp, CuRefNo, Email};
 
@@ -158,7 +158,7 @@ pub const END_OF_TIME: DateTime<Utc> = match DateTime::from_timestamp(253_402_30
     None => panic!("9999-12-31 is representable"),
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub name: String,
     pub slug: String,
@@ -173,7 +173,7 @@ pub struct Referrer {
     pub last_name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningSubscription {
     pub external_id: String,
     pub product_slug: String,

@@ -24,23 +24,9 @@ mod dialect {
     /// A CTE cannot hold an upsert here: the profile is read by a second statement.
     pub const CREATE_RETURNS_PROFILE: bool = false;
 
-    /// The profile's stored lists, computed over the customer row `c`.
-    pub const GROUPS: &str = "(select json_group_array(json_object('name', g.name, 'slug', g.slug)) from \
-         (select g.name, g.slug from customer_group_members gm join customer_groups g on g.id = gm.group_id \
-         where gm.space_id = c.space_id and gm.customer_id = c.id order by g.name) g)";
-    pub const SUBSCRIPTIONS: &str = "(select json_group_array(json_object('external_id', s.external_id, \
-         'product_slug', s.product_slug, 'product_code', s.product_code, 'order_number', s.order_number, \
-         'order_hash', s.order_hash, 'auto_renew', json(case when s.auto_renew then 'true' else 'false' end), \
-         'valid_until', s.valid_until)) from \
-         (select * from subscriptions s where s.space_id = c.space_id and s.customer_id = c.id \
-         and s.status = 'active' order by s.id) s)";
-
-    /// The ids in the JSON array bound to `$1`, as rows.
-    pub const ID_LIST: &str = "select value from json_each($1)";
-
     /// The strings, and the ids, in the JSON array bound to `$?` (the batch writes' lists).
     pub const TEXT_LIST: &str = "select value from json_each($?)";
-    pub const ID_LIST_AT: &str = "select value from json_each($?)";
+    pub const ID_LIST: &str = "select value from json_each($?)";
 
     /// Contact points (`p`) looked up by value: without statistics SQLite prefers the
     /// covering primary key, and scans the space's points by it.
@@ -52,11 +38,8 @@ mod dialect {
     pub const JSON_FIELD: &str = "json_extract(r.value, '$.{name}')";
     pub const JSON_ORD: &str = "r.key";
 
-    /// A meta object passed as JSON text, as the column stores it.
-    pub const JSON_META: &str = "{meta}";
-
-    /// Nothing to set: SQLite plans each statement as it is prepared.
-    pub const BATCH_SETUP: Option<&str> = None;
+    /// A JSON value passed as text, as a JSON column (meta, the profile's lists) stores it.
+    pub const JSON_VALUE: &str = "{json}";
 
     /// SQLite's planner does well on its own defaults: no statistics are gathered.
     pub const ANALYZE_IMPORTED: Option<&str> = None;

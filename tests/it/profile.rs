@@ -422,6 +422,18 @@ backend_test!(stored_profile_parts_follow_every_write, |app| {
     assert_eq!(res.status(), 200);
     res.text().await.unwrap();
     no_drift("an import").await;
+    // One group kept, one left, one joined: only the difference is written.
+    let (_, c) = app
+        .post(
+            UPSERT,
+            &app.keys.prod,
+            json!({ "email": "lists-c@example.com",
+                                                         "groups": ["Delta", "Gamma"] }),
+        )
+        .await;
+    let names: Vec<&str> = c["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Delta", "Gamma"], "{c}");
+    no_drift("a change of groups").await;
     let (status, _) = app.post(DELETE, &app.keys.prod, json!({ "cuRefNo": b })).await;
     assert_eq!(status, 200);
     no_drift("an erasure").await;

@@ -110,9 +110,6 @@ impl SqlStore {
     async fn import_batch(&self, space: SpaceId, writes: &[ContactWrite]) -> StoreResult<Vec<BatchResult>> {
         let now = now();
         let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
-        if let Some(setup) = dialect::BATCH_SETUP {
-            sqlx::query(setup).execute(&mut *tx).await?;
-        }
         let written = write_batch(&mut tx, space, writes, now).await?;
         tx.commit().await?;
         Ok(written)

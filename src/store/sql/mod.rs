@@ -94,7 +94,7 @@ where
 }
 
 /// The profile's columns, from the customer row aliased `c`: its derived parts are kept
-/// on the row (see `refresh_profile_lists`), so only a referrer is read from elsewhere.
+/// on the row (written by `batch`, the one writer of groups and subscriptions), so only a referrer is read from elsewhere.
 const PROFILE_COLUMNS: &str = "c.cu_ref_no, c.email, c.phone, c.first_name, c.last_name, c.company_name, \
      c.premium, c.ban, c.meta, c.credit_balance, c.profile_groups, c.profile_subscriptions, \
      r.cu_ref_no as referrer_cu_ref_no, r.email as referrer_email, r.first_name as referrer_first_name, \
@@ -107,20 +107,9 @@ const REFERRER_JOIN: &str = "left join customers r on r.id = c.referrer_id and r
 static PROFILE_BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("select {PROFILE_COLUMNS} from customers c {REFERRER_JOIN} where c.id = $1"));
 
-/// Brings the stored groups and subscriptions of the customers in the JSON array `$1` up
-/// to date with their rows; run in every transaction that changes either.
-static REFRESH_PROFILE_LISTS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "update customers as c set profile_groups = {}, profile_subscriptions = {} where c.id in ({})",
-        dialect::GROUPS,
-        dialect::SUBSCRIPTIONS,
-        dialect::ID_LIST
-    )
-});
-
 /// A subscription as the profile stores it: a running one is active and not past
 /// `valid_until`, which is decided when the profile is read.
-#[derive(serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct StoredSubscription {
     #[serde(flatten)]
     subscription: RunningSubscription,
@@ -188,16 +177,6 @@ async fn profile_by_id<'e>(
 ) -> StoreResult<Profile> {
     let row: ProfileRow = sqlx::query_as(&PROFILE_BY_ID).bind(id).fetch_one(exec).await?;
     Ok(row.at(now))
-}
-
-/// Refreshes the stored groups and subscriptions of the customers `ids` in `tx`.
-async fn refresh_profile_lists(tx: &mut Tx, ids: &[i64]) -> StoreResult<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let list = serde_json::to_string(ids).map_err(|e| StoreError::Other(e.to_string()))?;
-    sqlx::query(&REFRESH_PROFILE_LISTS).bind(list).execute(&mut **tx).await?;
-    Ok(())
 }
 
 /// The live customer's id, read through `exec` (the pool, or a transaction).

@@ -1,0 +1,223 @@
+//! The reads of a batch: every row its items could touch, customers locked.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+
+use super::decide::{Customer, Owner, State, Subscription};
+use super::{at, dialect, to_json, Tx};
+use crate::store::{ContactWrite, SpaceId, StoreResult};
+
+/// The customer columns a batch decides on and writes back.
+const CUSTOMER_COLUMNS: &str = "c.id, c.cu_ref_no, c.email, c.email_canonical, c.email_rules_version, c.phone, \
+     c.first_name, c.last_name, c.company_name, c.company_registration_number, c.tax_identification_number, \
+     c.premium, c.ban, c.meta, c.last_ip";
+
+/// Every live customer the batch could touch, locked: by cuRefNo (`$2`: the items' and
+/// their referrals'), by canonical e-mail (`$3`), by phone (`$4`), own or alternate. Each
+/// lookup is driven from its list (`cross join` keeps that order on SQLite).
+static PREFETCH_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
+    let list = |n| format!("({}) k cross join", at(dialect::TEXT_LIST, n));
+    let points = dialect::CONTACT_POINTS_BY_VALUE;
+    format!(
+        "select {CUSTOMER_COLUMNS} from customers c where c.erased_at is null and c.id in (\
+         select o.id from {} customers o where o.space_id = $1 and o.cu_ref_no = k.value \
+         union select o.id from {} customers o where o.space_id = $1 and o.email_canonical = k.value \
+         union select p.customer_id from {} {points} where p.space_id = $1 and p.kind = 'email' and p.value = k.value \
+         union select o.id from {} customers o where o.space_id = $1 and o.phone = k.value \
+         union select p.customer_id from {} {points} where p.space_id = $1 and p.kind = 'phone' and p.value = k.value\
+         ) order by c.id{}",
+        list(2),
+        list(3),
+        list(3),
+        list(4),
+        list(4),
+        dialect::LOCK_ROW
+    )
+});
+
+/// The alternate addresses and numbers of the customers `$2`.
+static PREFETCH_POINTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select p.customer_id, p.kind, p.value from ({}) k cross join contact_points p \
+         where p.space_id = $1 and p.customer_id = k.value",
+        at(dialect::ID_LIST, 2)
+    )
+});
+
+/// The subscriptions of the customers `$2`, and those with the external ids `$3`.
+static PREFETCH_SUBSCRIPTIONS: LazyLock<String> = LazyLock::new(|| {
+    let columns = "s.id, s.customer_id, s.external_id, s.product_slug, s.product_code, s.order_number, \
+         s.order_hash, s.auto_renew, s.status, s.valid_until";
+    format!(
+        "select {columns} from ({}) k cross join subscriptions s where s.space_id = $1 and s.customer_id = k.value \
+         union select {columns} from ({}) k cross join subscriptions s \
+         where s.space_id = $1 and s.external_id = k.value order by 1",
+        at(dialect::ID_LIST, 2),
+        at(dialect::TEXT_LIST, 3)
+    )
+});
+
+/// The groups with the slugs `$2`: their ids and display names.
+static PREFETCH_GROUPS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select g.slug, g.id, g.name from ({}) k cross join customer_groups g where g.space_id = $1 and g.slug = k.value",
+        at(dialect::TEXT_LIST, 2)
+    )
+});
+
+/// The memberships of the customers `$2`, with their groups.
+static PREFETCH_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select gm.customer_id, g.slug, g.id, g.name from ({}) k cross join customer_group_members gm \
+         join customer_groups g on g.id = gm.group_id where gm.space_id = $1 and gm.customer_id = k.value",
+        at(dialect::ID_LIST, 2)
+    )
+});
+
+#[derive(sqlx::FromRow)]
+struct CustomerRow {
+    id: i64,
+    cu_ref_no: String,
+    email: Option<String>,
+    email_canonical: Option<String>,
+    email_rules_version: i32,
+    phone: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    company_name: Option<String>,
+    company_registration_number: Option<String>,
+    tax_identification_number: Option<String>,
+    premium: bool,
+    ban: bool,
+    meta: Json<Map<String, Value>>,
+    last_ip: Option<String>,
+}
+
+/// Reads and locks everything the items could touch.
+pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite]) -> StoreResult<State> {
+    let mut cu_ref_nos = HashSet::new();
+    let mut emails = HashSet::new();
+    let mut phones = HashSet::new();
+    let mut external_ids = HashSet::new();
+    let mut slugs = HashSet::new();
+    for w in writes {
+        cu_ref_nos.extend(w.cu_ref_no.as_ref().map(|c| c.as_str()));
+        if let Some(Some(cu)) = &w.referral {
+            cu_ref_nos.insert(cu.as_str());
+        }
+        emails.extend(w.email.as_ref().map(|e| e.canonical()));
+        phones.extend(w.phone.as_ref().map(|p| p.as_str()));
+        external_ids.extend(w.subscriptions.iter().map(|s| s.external_id.as_str()));
+        slugs.extend(w.groups.iter().flatten().map(|g| g.slug.as_str()));
+    }
+    let mut state = State::default();
+    let rows: Vec<CustomerRow> = if cu_ref_nos.is_empty() && emails.is_empty() && phones.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(&PREFETCH_CUSTOMERS)
+            .bind(space.0)
+            .bind(to_json(&cu_ref_nos)?)
+            .bind(to_json(&emails)?)
+            .bind(to_json(&phones)?)
+            .fetch_all(&mut **tx)
+            .await?
+    };
+    let mut by_id = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let i = state.add(Customer {
+            id: Some(r.id),
+            rank: r.id,
+            new: false,
+            changed: false,
+            cu_ref_no: r.cu_ref_no,
+            email: r.email,
+            email_canonical: r.email_canonical,
+            email_rules_version: r.email_rules_version,
+            phone: r.phone,
+            first_name: r.first_name,
+            last_name: r.last_name,
+            company_name: r.company_name,
+            company_registration_number: r.company_registration_number,
+            tax_identification_number: r.tax_identification_number,
+            premium: r.premium,
+            ban: r.ban,
+            meta: r.meta.0,
+            registration_ip: None,
+            last_ip: r.last_ip,
+            alternate_emails: Vec::new(),
+            alternate_phones: Vec::new(),
+            subscriptions: Vec::new(),
+            groups: None,
+            stored_groups: Vec::new(),
+            emails_replaced: false,
+            phones_replaced: false,
+            referrer: None,
+            end_sessions: false,
+            subscriptions_changed: false,
+        });
+        by_id.insert(r.id, i);
+    }
+    let ids = to_json(&by_id.keys().collect::<Vec<_>>())?;
+    if !by_id.is_empty() {
+        let points: Vec<(i64, String, String)> =
+            sqlx::query_as(&PREFETCH_POINTS).bind(space.0).bind(&ids).fetch_all(&mut **tx).await?;
+        for (id, kind, value) in points {
+            let i = by_id[&id];
+            let (list, index) = if kind == "email" {
+                (&mut state.customers[i].alternate_emails, &mut state.by_alternate_email)
+            } else {
+                (&mut state.customers[i].alternate_phones, &mut state.by_alternate_phone)
+            };
+            index.entry(value.clone()).or_default().push(i);
+            list.push(value);
+        }
+    }
+    if !by_id.is_empty() || !external_ids.is_empty() {
+        type Row = (i64, i64, String, String, String, String, String, bool, String, Option<DateTime<Utc>>);
+        let subscriptions: Vec<Row> = sqlx::query_as(&PREFETCH_SUBSCRIPTIONS)
+            .bind(space.0)
+            .bind(&ids)
+            .bind(to_json(&external_ids)?)
+            .fetch_all(&mut **tx)
+            .await?;
+        for (_, customer_id, external_id, slug, code, number, hash, auto_renew, status, valid_until) in subscriptions {
+            let owner = by_id.get(&customer_id).map_or(Owner::Other, |&i| Owner::Batch(i));
+            let k = state.subscriptions.len();
+            if let Owner::Batch(i) = owner {
+                state.customers[i].subscriptions.push(k);
+            }
+            state.by_external_id.insert(external_id.clone(), k);
+            state.subscriptions.push(Subscription {
+                owner,
+                external_id,
+                product_slug: slug,
+                product_code: code,
+                order_number: number,
+                order_hash: hash,
+                auto_renew,
+                status,
+                valid_until,
+                changed: false,
+            });
+        }
+    }
+    // Whose memberships an item's list of groups (even an empty one) replaces.
+    if writes.iter().any(|w| w.groups.is_some()) && !by_id.is_empty() {
+        let memberships: Vec<(i64, String, i64, String)> =
+            sqlx::query_as(&PREFETCH_MEMBERSHIPS).bind(space.0).bind(&ids).fetch_all(&mut **tx).await?;
+        for (customer_id, slug, id, name) in memberships {
+            state.customers[by_id[&customer_id]].stored_groups.push(id);
+            state.group_ids.insert(slug, (id, name));
+        }
+    }
+    if !slugs.is_empty() {
+        let groups: Vec<(String, i64, String)> =
+            sqlx::query_as(&PREFETCH_GROUPS).bind(space.0).bind(to_json(&slugs)?).fetch_all(&mut **tx).await?;
+        state.group_ids.extend(groups.into_iter().map(|(slug, id, name)| (slug, (id, name))));
+    }
+    Ok(state)
+}

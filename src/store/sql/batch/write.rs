@@ -1,0 +1,465 @@
+//! The write of a batch: what its accepted items came to, a statement per kind of change.
+//! The profile's stored lists (groups, subscriptions) are computed here from the batch's
+//! state, which holds every row they are made of, and written with the customer rows.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::super::StoredSubscription;
+use super::decide::{Customer, Owner, State, Subscription};
+use super::{at, dialect, rows, to_json, Tx};
+use crate::store::{Group, RunningSubscription, SpaceId, StoreError, StoreResult, SubscriptionStatus};
+
+/// A JSON text parameter (`x.{name}`) as its column stores it.
+fn json_value(name: &str) -> String {
+    dialect::JSON_VALUE.replace("{json}", &format!("x.{name}"))
+}
+
+/// The new customers, in the order they were created; `$3` is the time.
+static INSERT_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "insert into customers (space_id, cu_ref_no, email, email_canonical, email_rules_version, phone, \
+         first_name, last_name, company_name, company_registration_number, tax_identification_number, premium, ban, \
+         meta, profile_groups, profile_subscriptions, registration_ip, last_ip, created_at, updated_at) \
+         select $1, x.cu_ref_no, x.email, x.email_canonical, x.email_rules_version, x.phone, x.first_name, \
+         x.last_name, x.company_name, x.company_registration_number, x.tax_identification_number, x.premium, x.ban, \
+         {}, {}, {}, x.registration_ip, x.last_ip, $3, $3 from {} order by x.ord returning id, cu_ref_no",
+        json_value("meta"),
+        json_value("profile_groups"),
+        json_value("profile_subscriptions"),
+        rows(2, CUSTOMER_FIELDS)
+    )
+});
+
+/// The changed existing customers, with their final values; `$3` is the time. A stored
+/// list is replaced where the batch gives one.
+static UPDATE_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "update customers set email = x.email, email_canonical = x.email_canonical, \
+         email_rules_version = x.email_rules_version, phone = x.phone, first_name = x.first_name, \
+         last_name = x.last_name, company_name = x.company_name, \
+         company_registration_number = x.company_registration_number, \
+         tax_identification_number = x.tax_identification_number, premium = x.premium, ban = x.ban, meta = {}, \
+         profile_groups = coalesce({}, customers.profile_groups), \
+         profile_subscriptions = coalesce({}, customers.profile_subscriptions), \
+         last_ip = x.last_ip, updated_at = $3 from {} where customers.id = x.id",
+        json_value("meta"),
+        json_value("profile_groups"),
+        json_value("profile_subscriptions"),
+        rows(2, &[CUSTOMER_FIELDS, &[("id", "bigint")]].concat())
+    )
+});
+
+/// The fields of a customer row as `CustomerOut` gives them.
+const CUSTOMER_FIELDS: &[(&str, &str)] = &[
+    ("cu_ref_no", "text"),
+    ("email", "text"),
+    ("email_canonical", "text"),
+    ("email_rules_version", "integer"),
+    ("phone", "text"),
+    ("first_name", "text"),
+    ("last_name", "text"),
+    ("company_name", "text"),
+    ("company_registration_number", "text"),
+    ("tax_identification_number", "text"),
+    ("premium", "boolean"),
+    ("ban", "boolean"),
+    ("meta", "text"),
+    ("profile_groups", "text"),
+    ("profile_subscriptions", "text"),
+    ("registration_ip", "text"),
+    ("last_ip", "text"),
+];
+
+static SET_REFERRERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "update customers set referrer_id = x.referrer_id from {} where customers.id = x.id",
+        rows(2, &[("id", "bigint"), ("referrer_id", "bigint")])
+    )
+});
+
+/// The groups the items name that are not stored yet; one a concurrent writer stored
+/// first is not returned, and is read by `GROUPS_BY_SLUG`.
+static INSERT_GROUPS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "insert into customer_groups (space_id, name, slug) select $1, x.name, x.slug from {} where true \
+         order by x.ord on conflict (space_id, slug) do nothing returning slug, id, name",
+        rows(2, &[("name", "text"), ("slug", "text")])
+    )
+});
+
+static GROUPS_BY_SLUG: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select g.slug, g.id, g.name from ({}) k cross join customer_groups g where g.space_id = $1 and g.slug = k.value",
+        at(dialect::TEXT_LIST, 2)
+    )
+});
+
+/// Memberships that an item's list of groups no longer holds.
+static DELETE_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "delete from customer_group_members where (space_id, customer_id, group_id) in (select $1, x.id, x.group_id \
+         from {})",
+        rows(2, &[("id", "bigint"), ("group_id", "bigint")])
+    )
+});
+
+static INSERT_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "insert into customer_group_members (space_id, customer_id, group_id) select $1, x.id, x.group_id from {} \
+         where true on conflict do nothing",
+        rows(2, &[("id", "bigint"), ("group_id", "bigint")])
+    )
+});
+
+/// The contact points of one kind (`$3`) of the customers `$2`.
+static DELETE_POINTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "delete from contact_points where space_id = $1 and kind = $3 and customer_id in ({})",
+        at(dialect::ID_LIST, 2)
+    )
+});
+
+static INSERT_POINTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "insert into contact_points (space_id, customer_id, kind, value) select $1, x.id, x.kind, x.value from {} \
+         where true on conflict do nothing",
+        rows(2, &[("id", "bigint"), ("kind", "text"), ("value", "text")])
+    )
+});
+
+/// Each written subscription once, with its final values; one owned by another customer
+/// (taken since the prefetch) is left alone, and the batch is a `Conflict`.
+static UPSERT_SUBSCRIPTIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "insert into subscriptions (space_id, customer_id, external_id, product_slug, product_code, order_number, \
+         order_hash, auto_renew, status, valid_until, created_at, updated_at) \
+         select $1, x.customer_id, x.external_id, x.product_slug, x.product_code, x.order_number, x.order_hash, \
+         x.auto_renew, x.status, x.valid_until, $3, $3 from {} where true order by x.ord \
+         on conflict (space_id, external_id) do update set product_slug = excluded.product_slug, \
+         product_code = excluded.product_code, order_number = excluded.order_number, \
+         order_hash = excluded.order_hash, auto_renew = excluded.auto_renew, status = excluded.status, \
+         valid_until = excluded.valid_until, updated_at = excluded.updated_at \
+         where subscriptions.customer_id = excluded.customer_id",
+        rows(
+            2,
+            &[
+                ("customer_id", "bigint"),
+                ("external_id", "text"),
+                ("product_slug", "text"),
+                ("product_code", "text"),
+                ("order_number", "text"),
+                ("order_hash", "text"),
+                ("auto_renew", "boolean"),
+                ("status", "text"),
+                ("valid_until", "timestamptz"),
+            ]
+        )
+    )
+});
+
+/// A ban ends every live session of the customers `$2` at `$3`.
+static END_SESSIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "update sessions set revoked_at = $3 where space_id = $1 and customer_id in ({}) and revoked_at is null",
+        at(dialect::ID_LIST, 2)
+    )
+});
+
+/// A customer row as `INSERT_CUSTOMERS` and `UPDATE_CUSTOMERS` read it; JSON columns go
+/// as JSON text, and a list left out (`None`) is kept as stored.
+#[derive(Serialize)]
+struct CustomerOut<'a> {
+    id: Option<i64>,
+    cu_ref_no: &'a str,
+    email: Option<&'a str>,
+    email_canonical: Option<&'a str>,
+    email_rules_version: i32,
+    phone: Option<&'a str>,
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
+    company_name: Option<&'a str>,
+    company_registration_number: Option<&'a str>,
+    tax_identification_number: Option<&'a str>,
+    premium: bool,
+    ban: bool,
+    meta: String,
+    profile_groups: Option<String>,
+    profile_subscriptions: Option<String>,
+    registration_ip: Option<&'a str>,
+    last_ip: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct SubscriptionOut<'a> {
+    customer_id: i64,
+    external_id: &'a str,
+    product_slug: &'a str,
+    product_code: &'a str,
+    order_number: &'a str,
+    order_hash: &'a str,
+    auto_renew: bool,
+    status: &'a str,
+    valid_until: Option<String>,
+}
+
+/// A time as sqlx writes it to either backend.
+fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+impl State {
+    /// Customer `c`'s row, with the stored lists it changed.
+    fn row<'a>(&'a self, c: &'a Customer) -> StoreResult<CustomerOut<'a>> {
+        let meta = to_json(&c.meta)?;
+        let profile_groups = match &c.groups {
+            Some(slugs) if c.new || self.memberships_change(c, slugs)? => Some(self.profile_groups(slugs)?),
+            _ => None,
+        };
+        let profile_subscriptions =
+            if c.new || c.subscriptions_changed { Some(self.profile_subscriptions(c)?) } else { None };
+        Ok(CustomerOut {
+            id: c.id,
+            cu_ref_no: &c.cu_ref_no,
+            email: c.email.as_deref(),
+            email_canonical: c.email_canonical.as_deref(),
+            email_rules_version: c.email_rules_version,
+            phone: c.phone.as_deref(),
+            first_name: c.first_name.as_deref(),
+            last_name: c.last_name.as_deref(),
+            company_name: c.company_name.as_deref(),
+            company_registration_number: c.company_registration_number.as_deref(),
+            tax_identification_number: c.tax_identification_number.as_deref(),
+            premium: c.premium,
+            ban: c.ban,
+            meta,
+            // A new customer stores both lists, empty where no item gave one.
+            profile_groups: profile_groups.or_else(|| c.new.then(|| "[]".to_owned())),
+            profile_subscriptions,
+            registration_ip: c.registration_ip.as_deref(),
+            last_ip: c.last_ip.as_deref(),
+        })
+    }
+
+    /// The stored group `slug`: its id and display name.
+    fn group(&self, slug: &str) -> StoreResult<&(i64, String)> {
+        self.group_ids.get(slug).ok_or_else(|| StoreError::Other(format!("group {slug} not stored")))
+    }
+
+    /// The ids of the groups `slugs`, each once.
+    fn group_ids_of(&self, slugs: &[String]) -> StoreResult<Vec<i64>> {
+        let mut ids = Vec::with_capacity(slugs.len());
+        for slug in slugs {
+            let (id, _) = self.group(slug)?;
+            if !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Whether the groups `slugs` differ from those `c` is stored as a member of.
+    fn memberships_change(&self, c: &Customer, slugs: &[String]) -> StoreResult<bool> {
+        let ids = self.group_ids_of(slugs)?;
+        Ok(ids.len() != c.stored_groups.len() || ids.iter().any(|id| !c.stored_groups.contains(id)))
+    }
+
+    /// The profile's groups for the memberships `slugs`: each group once, by name.
+    fn profile_groups(&self, slugs: &[String]) -> StoreResult<String> {
+        let mut groups: Vec<Group> = Vec::with_capacity(slugs.len());
+        for slug in slugs {
+            if groups.iter().any(|g| &g.slug == slug) {
+                continue;
+            }
+            let (_, name) = self.group(slug)?;
+            groups.push(Group { name: name.clone(), slug: slug.clone() });
+        }
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        to_json(&groups)
+    }
+
+    /// The profile's subscriptions of `c`: the active ones, oldest first (as their ids
+    /// run); whether one is still running is decided when the profile is read.
+    fn profile_subscriptions(&self, c: &Customer) -> StoreResult<String> {
+        let stored: Vec<StoredSubscription> = c
+            .subscriptions
+            .iter()
+            .map(|&k| &self.subscriptions[k])
+            .filter(|s| s.status == SubscriptionStatus::Active.as_str())
+            .map(|s| StoredSubscription {
+                subscription: RunningSubscription {
+                    external_id: s.external_id.clone(),
+                    product_slug: s.product_slug.clone(),
+                    product_code: s.product_code.clone(),
+                    order_number: s.order_number.clone(),
+                    order_hash: s.order_hash.clone(),
+                    auto_renew: s.auto_renew,
+                },
+                valid_until: s.valid_until,
+            })
+            .collect();
+        to_json(&stored)
+    }
+
+    fn subscription_out<'a>(&self, s: &'a Subscription, owner: usize) -> StoreResult<SubscriptionOut<'a>> {
+        Ok(SubscriptionOut {
+            customer_id: self.id(owner)?,
+            external_id: &s.external_id,
+            product_slug: &s.product_slug,
+            product_code: &s.product_code,
+            order_number: &s.order_number,
+            order_hash: &s.order_hash,
+            auto_renew: s.auto_renew,
+            status: &s.status,
+            valid_until: s.valid_until.map(time_text),
+        })
+    }
+}
+
+/// Stores the groups the items name that are not stored yet, and learns their ids.
+async fn store_groups(tx: &mut Tx, space: SpaceId, state: &mut State) -> StoreResult<()> {
+    #[derive(Serialize)]
+    struct GroupOut<'a> {
+        name: &'a str,
+        slug: &'a str,
+    }
+    let missing: Vec<GroupOut> = state
+        .groups
+        .iter()
+        .filter(|(_, slug)| !state.group_ids.contains_key(slug))
+        .map(|(name, slug)| GroupOut { name, slug })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let inserted: Vec<(String, i64, String)> =
+        sqlx::query_as(&INSERT_GROUPS).bind(space.0).bind(to_json(&missing)?).fetch_all(&mut **tx).await?;
+    let stored_meanwhile: HashSet<&str> =
+        missing.iter().map(|g| g.slug).filter(|slug| !inserted.iter().any(|(s, _, _)| s == slug)).collect();
+    let meanwhile: Vec<(String, i64, String)> = if stored_meanwhile.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(&GROUPS_BY_SLUG).bind(space.0).bind(to_json(&stored_meanwhile)?).fetch_all(&mut **tx).await?
+    };
+    state.group_ids.extend(inserted.into_iter().chain(meanwhile).map(|(slug, id, name)| (slug, (id, name))));
+    Ok(())
+}
+
+/// Writes what the accepted items came to, a statement per kind of change.
+pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: DateTime<Utc>) -> StoreResult<()> {
+    store_groups(tx, space, state).await?;
+    let new = state.customers.iter().filter(|c| c.new).map(|c| state.row(c)).collect::<StoreResult<Vec<_>>>()?;
+    if !new.is_empty() {
+        let inserted: Vec<(i64, String)> =
+            sqlx::query_as(&INSERT_CUSTOMERS).bind(space.0).bind(to_json(&new)?).bind(now).fetch_all(&mut **tx).await?;
+        drop(new);
+        let ids: HashMap<String, i64> = inserted.into_iter().map(|(id, cu)| (cu, id)).collect();
+        for c in state.customers.iter_mut().filter(|c| c.new) {
+            c.id = ids.get(&c.cu_ref_no).copied();
+        }
+    }
+    let changed = state
+        .customers
+        .iter()
+        .filter(|c| c.changed && !c.new)
+        .map(|c| state.row(c))
+        .collect::<StoreResult<Vec<_>>>()?;
+    if !changed.is_empty() {
+        sqlx::query(&UPDATE_CUSTOMERS).bind(space.0).bind(to_json(&changed)?).bind(now).execute(&mut **tx).await?;
+    }
+    #[derive(Serialize)]
+    struct Point<'a> {
+        id: i64,
+        kind: &'a str,
+        value: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Member {
+        id: i64,
+        group_id: i64,
+    }
+    #[derive(Serialize)]
+    struct Referral {
+        id: i64,
+        referrer_id: Option<i64>,
+    }
+    let mut referrers = Vec::new();
+    let mut ended = Vec::new();
+    let mut memberships_ended = Vec::new();
+    let mut memberships = Vec::new();
+    let mut points_cleared = [Vec::new(), Vec::new()];
+    let mut points = Vec::new();
+    for (i, c) in state.customers.iter().enumerate() {
+        let id = state.id(i)?;
+        if let Some(referrer) = c.referrer {
+            referrers.push(Referral { id, referrer_id: referrer.map(|r| state.id(r)).transpose()? });
+        }
+        if c.end_sessions {
+            ended.push(id);
+        }
+        if let Some(slugs) = &c.groups {
+            let ids = state.group_ids_of(slugs)?;
+            let ended = c.stored_groups.iter().filter(|g| !ids.contains(g));
+            memberships_ended.extend(ended.map(|&group_id| Member { id, group_id }));
+            let added = ids.iter().filter(|g| !c.stored_groups.contains(g));
+            memberships.extend(added.map(|&group_id| Member { id, group_id }));
+        }
+        for (k, (replaced, kind, values)) in
+            [(c.emails_replaced, "email", &c.alternate_emails), (c.phones_replaced, "phone", &c.alternate_phones)]
+                .into_iter()
+                .enumerate()
+        {
+            if replaced {
+                if !c.new {
+                    points_cleared[k].push(id);
+                }
+                points.extend(values.iter().map(|v| Point { id, kind, value: v }));
+            }
+        }
+    }
+    if !referrers.is_empty() {
+        sqlx::query(&SET_REFERRERS).bind(space.0).bind(to_json(&referrers)?).execute(&mut **tx).await?;
+    }
+    if !memberships_ended.is_empty() {
+        sqlx::query(&DELETE_MEMBERSHIPS).bind(space.0).bind(to_json(&memberships_ended)?).execute(&mut **tx).await?;
+    }
+    if !memberships.is_empty() {
+        sqlx::query(&INSERT_MEMBERSHIPS).bind(space.0).bind(to_json(&memberships)?).execute(&mut **tx).await?;
+    }
+    for (ids, kind) in points_cleared.iter().zip(["email", "phone"]) {
+        if !ids.is_empty() {
+            sqlx::query(&DELETE_POINTS).bind(space.0).bind(to_json(ids)?).bind(kind).execute(&mut **tx).await?;
+        }
+    }
+    if !points.is_empty() {
+        sqlx::query(&INSERT_POINTS).bind(space.0).bind(to_json(&points)?).execute(&mut **tx).await?;
+    }
+    let subscriptions = state
+        .subscriptions
+        .iter()
+        .filter(|s| s.changed)
+        .filter_map(|s| match s.owner {
+            Owner::Batch(owner) => Some(state.subscription_out(s, owner)),
+            Owner::Other => None,
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    if !subscriptions.is_empty() {
+        let done = sqlx::query(&UPSERT_SUBSCRIPTIONS)
+            .bind(space.0)
+            .bind(to_json(&subscriptions)?)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        if done.rows_affected() != subscriptions.len() as u64 {
+            // Checked free before writing: another writer took one since.
+            return Err(StoreError::Conflict("a subscription was taken meanwhile".into()));
+        }
+    }
+    if !ended.is_empty() {
+        sqlx::query(&END_SESSIONS).bind(space.0).bind(to_json(&ended)?).bind(now).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
