@@ -154,14 +154,16 @@ run_wrk() {
 pgb_run=0
 # pgbench LABEL SCRIPT CONNECTIONS [SECONDS] [quiet]: sets tps; prints the line with p50/p99.
 run_pgbench() {
-  local label=$1 script=$2 c=$3 d=${4:-$secs} quiet=${5:-} out failed lat
+  local label=$1 script=$2 c=$3 d=${4:-$secs} quiet=${5:-} out failed lat file
+  file=bench/pgbench/$script.sql
+  [ -f "$file" ] || file=$tmp/$script.sql
   pgb_run=$((pgb_run + 1))
   rm -f "$tmp"/pgblog*
   # base: the first cuRefNo of this run's new customers, apart from every other run's.
   out=$(pgbench -M prepared -n -j2 -c"$c" -T"$d" -l --log-prefix="$tmp/pgblog" \
     -D space="$space" -D n="$n" -D s="$sample" -D now="$(date -u '+%Y-%m-%d %H:%M:%S.%6N+00')" \
     -D base=$((2000000000000000 + pgb_run * 10000000000)) -D ctr=0 -D rules=1 -D f=false -D meta='{}' \
-    -D ip=1.1.1.1 -f "bench/pgbench/$script.sql" "$PG_URL/$PG_DB" 2>&1) || true
+    -D ip=1.1.1.1 -f "$file" "$PG_URL/$PG_DB" 2>&1) || true
   [ -n "$quiet" ] && return 0
   tps=$(awk '/^tps = / {print $3; exit}' <<<"$out")
   failed=$(awk '/number of failed transactions/ {print $5}' <<<"$out")
@@ -207,35 +209,41 @@ forget_new() {
   esac
 }
 
-measure() {
-  local c=$1 point own
-  run_wrk "detail" detail "$c"
-  if [ "$backend" = postgres ]; then
-    local r_rps=$rps r_p50=$p50 r_p99=$p99 r_bad=$bad
-    run_pgbench "point select" point_select "$c"; point=$tps
-    run_pgbench "detail statement" detail "$c"; own=$tps
-    rps=$r_rps p50=$r_p50 p99=$r_p99 bad=$r_bad
-    printf '  %-24s c=%-3s detail ÷ point select %s   detail ÷ own detail statement %s\n' "ratio" "$c" \
-      "$(ratio "$rps" "$point")" "$(ratio "$rps" "$own")"
-    record detail "$c" "$point" "$own"
-  else
-    record detail "$c"
+# beside WORK SCRIPT C PLAIN OWN [EXTRA]: runs wrk on SCRIPT, then on PostgreSQL pgbench on
+# the PLAIN reference and on the server's OWN statement (and on EXTRA, printed only), and
+# records the row with both ratios.
+beside() {
+  local work=$1 script=$2 c=$3 plain=$4 own=$5 extra=${6:-} point mine
+  run_wrk "$work" "$script" "$c"
+  if [ "$backend" != postgres ]; then
+    record "$work" "$c"
+    return
   fi
+  local r_rps=$rps r_p50=$p50 r_p99=$p99 r_bad=$bad
+  run_pgbench "$plain" "$plain" "$c"; point=$tps
+  run_pgbench "$own" "$own" "$c"; mine=$tps
+  if [ -n "$extra" ]; then
+    run_pgbench "$extra" "$extra" "$c"
+    printf '  %-24s c=%-3s %s ÷ %s %s\n' "ratio" "$c" "$work" "$extra" "$(ratio "$r_rps" "$tps")"
+  fi
+  rps=$r_rps p50=$r_p50 p99=$r_p99 bad=$r_bad
+  printf '  %-24s c=%-3s %s ÷ %s %s   %s ÷ %s %s\n' "ratio" "$c" "$work" "$plain" "$(ratio "$rps" "$point")" \
+    "$work" "$own" "$(ratio "$rps" "$mine")"
+  record "$work" "$c" "$point" "$mine"
+}
+
+# The detail statement followed by what sqlx sends on a connection's way back to the pool.
+{ cat bench/pgbench/detail.sql; echo '/* SQLx ping */;'; } >"$tmp/detail_released.sql"
+
+measure() {
+  local c=$1
+  # detail_released: the detail statement and the round trip sqlx's pool makes when a
+  # connection goes back to it, so the server's share of the gap shows apart from sqlx's.
+  beside detail detail "$c" point_select detail detail_released
   run_wrk "account-info" account "$c"
   record account-info "$c"
   mark
-  run_wrk "create (new)" create_new "$c"
-  if [ "$backend" = postgres ]; then
-    local r_rps=$rps r_p50=$p50 r_p99=$p99 r_bad=$bad
-    run_pgbench "insert alone" insert_customer "$c"; point=$tps
-    run_pgbench "create statement" create "$c"; own=$tps
-    rps=$r_rps p50=$r_p50 p99=$r_p99 bad=$r_bad
-    printf '  %-24s c=%-3s create-new ÷ insert alone %s   create-new ÷ own create statement %s\n' "ratio" "$c" \
-      "$(ratio "$rps" "$point")" "$(ratio "$rps" "$own")"
-    record "create (new)" "$c" "$point" "$own"
-  else
-    record "create (new)" "$c"
-  fi
+  beside "create (new)" create_new "$c" insert_customer create
   forget_new
   run_wrk "create (existing)" create_existing "$c"
   record "create (existing)" "$c"
