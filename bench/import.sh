@@ -8,7 +8,8 @@
 # Streams generated NDJSON into POST /api/v1/customer/import (new contacts, then the same
 # contacts again: every item an update), then through `bizkit-mirror import` into the
 # sandbox space (new again). Prints contacts/s for every EVERY items (100,000 by default),
-# so a slowdown as the tables grow shows, and the server's peak memory (VmHWM).
+# so a slowdown as the tables grow shows, and the server's peak memory (VmHWM). On PostgreSQL
+# it also times the database alone writing the same rows (bench/pgbench/import_rows.sql).
 #
 # Each window of EVERY items is an import call of its own, timed from the first byte sent
 # to the last result received: the server reads ahead of its writes, so only a whole call
@@ -57,14 +58,29 @@ http() {
   t1=$(date +%s.%N)
   awk -v l="$1" -v s="$t0" -v e="$t1" -v n="$COUNT" \
     'END {printf "%-24s all %9d items  %7.1f s  %8.0f contacts/s\n", l, n, e - s, n / (e - s)}' /dev/null
+  rate=$(awk -v s="$t0" -v e="$t1" -v n="$COUNT" 'END {printf "%.0f", n / (e - s)}' /dev/null)
   echo "server peak memory (VmHWM): $(rss VmHWM) kB"
 }
 
 echo "backend: ${DATABASE_URL%%:*}   contacts: $COUNT"
 echo "server memory before: $(rss VmRSS) kB"
 http "HTTP import (new)"
+new_rate=$rate
 # The same contacts again: every item is an update now.
 http "HTTP import (existing)"
+
+# On PostgreSQL, in the same run, the database alone writing the rows of as many new
+# contacts in batches of 500 (bench/pgbench/import_rows.sql): the ceiling an import's rate
+# is a share of.
+if [[ $DATABASE_URL == postgres* ]] && command -v pgbench >/dev/null; then
+  space=$(psql "$DATABASE_URL" -qAt -c "select s.id from spaces s join organisations o on o.id = s.organisation_id \
+    where o.slug = 'demo' and s.mode = 'live'")
+  group=$(psql "$DATABASE_URL" -qAt -c "select id from customer_groups where space_id = $space and slug = 'import-test'")
+  tps=$(pgbench -n -M prepared -c1 -t $(((COUNT + 499) / 500)) -D space="$space" -D group="$group" -D batch=500 \
+    -D base=3000000000000000 -D ctr=0 -f bench/pgbench/import_rows.sql "$DATABASE_URL" 2>&1 |
+    awk '/^tps = / {print $3}')
+  awk -v t="${tps:-0}" -v r="$new_rate" 'END {printf "database alone, same rows:      %8.0f contacts/s   HTTP import (new) ÷ that %.2f\n", t * 500, (t > 0 ? r / (t * 500) : 0)}' /dev/null
+fi
 
 [ -z "${SKIP_CLI:-}" ] || exit 0
 # The command line, from stdin, into the sandbox space so it creates rather than updates.
