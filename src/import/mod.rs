@@ -15,7 +15,8 @@ use tokio::sync::mpsc::Receiver;
 
 use crate::contacts::{ContactBody, ContactError, ContactSettings};
 use crate::fields::malformed;
-use crate::store::{DynStore, SpaceId, StoreError};
+use crate::normalize::Region;
+use crate::store::{ContactWrite, DynStore, SpaceId, StoreError};
 
 /// Batches the reader may hold ready beyond the one being written.
 pub const READ_AHEAD: usize = 2;
@@ -83,8 +84,42 @@ pub struct Importer {
     space: SpaceId,
     settings: ContactSettings,
     rx: Option<Receiver<Message>>,
+    /// The next message, taken from the reader and prepared while the batch before it was
+    /// written.
+    ahead: Option<Prepared>,
     read: Arc<AtomicU64>,
     summary: Summary,
+}
+
+/// An item read and turned into a write, or the reason it cannot be one.
+type PreparedItem = (u64, Result<ContactWrite, ContactError>);
+
+/// A message of the reader with its items prepared.
+enum Prepared {
+    Batch(Vec<PreparedItem>),
+    End(End),
+}
+
+/// Validates and normalises the items of `message`: pure work, which may run on another
+/// thread while the batch before it is written.
+fn prepare(message: Message, region: Region) -> Prepared {
+    match message {
+        Message::Batch(items) => Prepared::Batch(
+            items
+                .into_iter()
+                .map(|item| {
+                    let write = item
+                        .value
+                        .map_err(malformed)
+                        .and_then(ContactBody::from_json)
+                        .and_then(|body| body.into_write(region))
+                        .map_err(ContactError::Input);
+                    (item.index, write)
+                })
+                .collect(),
+        ),
+        Message::End(end) => Prepared::End(end),
+    }
 }
 
 impl Importer {
@@ -99,7 +134,7 @@ impl Importer {
         let read = Arc::new(AtomicU64::new(0));
         let input = CountingReader::new(input, read.clone()).with_limit(settings.import_limits.max_bytes);
         let rx = reader::spawn_reader(input, settings.import_batch, READ_AHEAD);
-        Importer { store, space, settings, rx: Some(rx), read, summary: Summary::default() }
+        Importer { store, space, settings, rx: Some(rx), ahead: None, read, summary: Summary::default() }
     }
 
     /// Bytes of the input read so far.
@@ -110,10 +145,16 @@ impl Importer {
     /// The results of the next batch, in order; `None` once the input has ended or the
     /// import has stopped (see `summary`).
     pub async fn next(&mut self) -> Option<Vec<ItemResult>> {
-        let rx = self.rx.as_mut()?;
-        match rx.recv().await {
-            Some(Message::Batch(items)) => Some(self.apply(items).await),
-            Some(Message::End(end)) => {
+        let prepared = match self.ahead.take() {
+            Some(prepared) => Some(prepared),
+            None => {
+                let message = self.rx.as_mut()?.recv().await;
+                message.map(|m| prepare(m, self.settings.phone_region))
+            }
+        };
+        match prepared {
+            Some(Prepared::Batch(items)) => Some(self.apply(items).await),
+            Some(Prepared::End(end)) => {
                 let limit = self.settings.import_limits.max_bytes;
                 match end {
                     End::Complete => self.summary.complete = true,
@@ -139,26 +180,24 @@ impl Importer {
         self.summary.stop = Some(stop);
         // Dropping the receiver stops the reader.
         self.rx = None;
+        self.ahead = None;
     }
 
-    async fn apply(&mut self, mut items: Vec<Item>) -> Vec<ItemResult> {
+    async fn apply(&mut self, mut items: Vec<PreparedItem>) -> Vec<ItemResult> {
         let limits = self.settings.import_limits;
         let room = limits.max_items.saturating_sub(self.summary.items);
         if items.len() as u64 > room {
             items.truncate(room as usize);
             self.stop(Stop::TooLarge(format!("an import may carry at most {} items", limits.max_items)));
         }
-        let region = self.settings.phone_region;
         let mut failed = self.summary.failed;
         let mut writes = Vec::with_capacity(items.len());
         let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
-        for item in items {
+        for (index, write) in items {
             if failed >= limits.max_failed {
                 self.stop(Stop::TooManyErrors(limits.max_failed));
                 break;
             }
-            let write =
-                item.value.map_err(malformed).and_then(ContactBody::from_json).and_then(|body| body.into_write(region));
             let outcome = match write {
                 Ok(w) => {
                     writes.push(w);
@@ -166,12 +205,27 @@ impl Importer {
                 }
                 Err(e) => {
                     failed += 1;
-                    Err(ContactError::Input(e))
+                    Err(e)
                 }
             };
-            results.push(ItemResult { index: item.index, outcome });
+            results.push(ItemResult { index, outcome });
         }
-        match self.store.import_contacts(self.space, &writes).await {
+        // The next batch, if the reader has it ready, is prepared on the blocking pool
+        // while this one is written.
+        let region = self.settings.phone_region;
+        let ahead = self
+            .rx
+            .as_mut()
+            .and_then(|rx| rx.try_recv().ok())
+            .map(|message| tokio::task::spawn_blocking(move || prepare(message, region)));
+        let written = self.store.import_contacts(self.space, &writes).await;
+        if let Some(handle) = ahead {
+            match handle.await {
+                Ok(prepared) => self.ahead = Some(prepared),
+                Err(e) => self.stop(Stop::Internal(format!("preparing the next batch failed: {e}"))),
+            }
+        }
+        match written {
             Ok(written) => {
                 let mut written = written.into_iter();
                 for r in results.iter_mut().filter(|r| r.outcome.is_ok()) {
