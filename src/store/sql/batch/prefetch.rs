@@ -62,7 +62,7 @@ static PREFETCH_SUBSCRIPTIONS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The groups with the slugs `$2`: their ids and display names.
-static PREFETCH_GROUPS: LazyLock<String> = LazyLock::new(|| {
+static GROUPS_BY_SLUG: LazyLock<String> = LazyLock::new(|| {
     format!(
         "select g.slug, g.id, g.name from ({}) k cross join customer_groups g where g.space_id = $1 and g.slug = k.value",
         at(dialect::TEXT_LIST, 2)
@@ -215,9 +215,20 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
         }
     }
     if !slugs.is_empty() {
-        let groups: Vec<(String, i64, String)> =
-            sqlx::query_as(&PREFETCH_GROUPS).bind(space.0).bind(to_json(&slugs)?).fetch_all(&mut **tx).await?;
-        state.group_ids.extend(groups.into_iter().map(|(slug, id, name)| (slug, (id, name))));
+        read_groups(tx, space, &slugs, &mut state).await?;
     }
     Ok(state)
+}
+
+/// Learns the ids and display names of the stored groups `slugs`.
+pub(super) async fn read_groups(
+    tx: &mut Tx,
+    space: SpaceId,
+    slugs: &(impl serde::Serialize + ?Sized),
+    state: &mut State,
+) -> StoreResult<()> {
+    let groups: Vec<(String, i64, String)> =
+        sqlx::query_as(&GROUPS_BY_SLUG).bind(space.0).bind(to_json(slugs)?).fetch_all(&mut **tx).await?;
+    state.group_ids.extend(groups.into_iter().map(|(slug, id, name)| (slug, (id, name))));
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! The profile's stored lists (groups, subscriptions) are computed here from the batch's
 //! state, which holds every row they are made of, and written with the customer rows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::super::StoredSubscription;
 use super::decide::{Customer, Owner, State, Subscription};
+use super::prefetch::read_groups;
 use super::{at, dialect, rows, to_json, Tx};
 use crate::store::{Group, RunningSubscription, SpaceId, StoreError, StoreResult, SubscriptionStatus};
 
@@ -82,19 +83,12 @@ static SET_REFERRERS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The groups the items name that are not stored yet; one a concurrent writer stored
-/// first is not returned, and is read by `GROUPS_BY_SLUG`.
+/// first is not returned, and is read by `read_groups`.
 static INSERT_GROUPS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into customer_groups (space_id, name, slug) select $1, x.name, x.slug from {} where true \
          order by x.ord on conflict (space_id, slug) do nothing returning slug, id, name",
         rows(2, &[("name", "text"), ("slug", "text")])
-    )
-});
-
-static GROUPS_BY_SLUG: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "select g.slug, g.id, g.name from ({}) k cross join customer_groups g where g.space_id = $1 and g.slug = k.value",
-        at(dialect::TEXT_LIST, 2)
     )
 });
 
@@ -337,14 +331,12 @@ async fn store_groups(tx: &mut Tx, space: SpaceId, state: &mut State) -> StoreRe
     }
     let inserted: Vec<(String, i64, String)> =
         sqlx::query_as(&INSERT_GROUPS).bind(space.0).bind(to_json(&missing)?).fetch_all(&mut **tx).await?;
-    let stored_meanwhile: HashSet<&str> =
-        missing.iter().map(|g| g.slug).filter(|slug| !inserted.iter().any(|(s, _, _)| s == slug)).collect();
-    let meanwhile: Vec<(String, i64, String)> = if stored_meanwhile.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_as(&GROUPS_BY_SLUG).bind(space.0).bind(to_json(&stored_meanwhile)?).fetch_all(&mut **tx).await?
-    };
-    state.group_ids.extend(inserted.into_iter().chain(meanwhile).map(|(slug, id, name)| (slug, (id, name))));
+    let stored_meanwhile: Vec<String> =
+        missing.iter().filter(|g| !inserted.iter().any(|(s, _, _)| s == g.slug)).map(|g| g.slug.to_owned()).collect();
+    if !stored_meanwhile.is_empty() {
+        read_groups(tx, space, &stored_meanwhile, state).await?;
+    }
+    state.group_ids.extend(inserted.into_iter().map(|(slug, id, name)| (slug, (id, name))));
     Ok(())
 }
 
