@@ -22,7 +22,8 @@ pub(super) enum FoundBy {
 }
 
 /// A customer as the batch sees it: as prefetched, or created by an earlier item, with
-/// every accepted item applied.
+/// every accepted item applied. Its lists and what the items changed start empty.
+#[derive(Default)]
 pub(super) struct Customer {
     /// The row id; `None` until a new customer is inserted.
     pub(super) id: Option<i64>,
@@ -437,16 +438,7 @@ impl State {
             meta,
             registration_ip: ip.clone(),
             last_ip: ip,
-            alternate_emails: Vec::new(),
-            alternate_phones: Vec::new(),
-            subscriptions: Vec::new(),
-            groups: None,
-            stored_groups: Vec::new(),
-            emails_replaced: false,
-            phones_replaced: false,
-            referrer: None,
-            end_sessions: false,
-            subscriptions_changed: false,
+            ..Customer::default()
         })
     }
 

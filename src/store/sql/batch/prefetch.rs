@@ -148,16 +148,7 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
             meta: r.meta.0,
             registration_ip: None,
             last_ip: r.last_ip,
-            alternate_emails: Vec::new(),
-            alternate_phones: Vec::new(),
-            subscriptions: Vec::new(),
-            groups: None,
-            stored_groups: Vec::new(),
-            emails_replaced: false,
-            phones_replaced: false,
-            referrer: None,
-            end_sessions: false,
-            subscriptions_changed: false,
+            ..Customer::default()
         });
         by_id.insert(r.id, i);
     }
