@@ -15,7 +15,7 @@ use moka::future::Cache;
 
 use crate::normalize::{ApiKey, ApiKeyKind};
 use crate::ratelimit::{RateLimits, RateSlot};
-use crate::store::{DynStore, KeyRecord, Mode, SpaceId, StoreError};
+use crate::store::{DynStore, KeyChange, KeyRecord, Mode, SpaceId, StoreError};
 
 /// Why a key was refused, in the order the checks run.
 #[derive(Debug, thiserror::Error)]
@@ -180,12 +180,13 @@ impl KeyRegistry {
         if record.expires_at.is_some_and(|t| t <= now) {
             return Err(AuthError::Expired);
         }
-        if let Some(outcome) = self.limits.check(record.id, record.kind, record.rate_limit_per_minute) {
+        if let Some(outcome) = self.limits.check(record.id, record.kind, record.rate_limit_per_minute).await {
             let info = outcome.unwrap_or_else(|refused| refused);
             if let Some(slot) = rate {
                 slot.set(info);
             }
             if let Some(retry_after) = outcome.err().and_then(|r| r.retry_after) {
+                crate::telemetry::rate_limit_refused(record.kind.as_str());
                 return Err(AuthError::RateLimited { retry_after });
             }
         }
@@ -218,6 +219,7 @@ impl KeyRegistry {
             if let Err(not_until) = budget.check() {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 tracing::debug!(client = %ip, "lookups of unknown keys over the budget");
+                crate::telemetry::rate_limit_refused("unknown");
                 return Err(AuthError::RateLimited { retry_after: wait.as_secs().max(1) });
             }
         }
@@ -258,6 +260,38 @@ impl KeyRegistry {
     pub async fn evict_digest(&self, digest: &str) {
         self.cache.invalidate(digest).await;
         self.unknown.invalidate(digest).await;
+    }
+
+    /// Drops cached keys as they change anywhere (through another instance, the command
+    /// line or SQL), for as long as the process runs, where the store announces changes.
+    pub fn follow_changes(&self) {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut changes = loop {
+                match registry.store.key_changes().await {
+                    Ok(Some(changes)) => break changes,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for key changes yet; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            tracing::debug!("following key changes made by any process");
+            loop {
+                match changes.next().await {
+                    KeyChange::Key(digest) => {
+                        registry.evict_digest(&digest).await;
+                        crate::telemetry::key_cache_invalidated("notice");
+                    }
+                    KeyChange::Resync => {
+                        registry.cache.invalidate_all();
+                        registry.unknown.invalidate_all();
+                        crate::telemetry::key_cache_invalidated("resync");
+                    }
+                }
+            }
+        });
     }
 
     /// Records that a key was used. A busy key must not turn every request into a write,

@@ -203,6 +203,24 @@ pub struct ServeConfig {
     #[arg(long, env = "AUTH_FAILURES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failures_per_minute: u32,
 
+    /// Redis (`redis://host:6379/0`) through which every instance shares the keys' rate
+    /// limits; unset, each process limits alone.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<SecretUrl>,
+    /// Put before every Redis key this server writes, so deployments can share a Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "bizkit:")]
+    pub redis_prefix: String,
+    /// Milliseconds a request waits for Redis before this process limits it alone.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub redis_timeout_ms: u64,
+    /// Balancers and proxies (addresses or networks, comma-separated, e.g. `10.0.0.0/8`)
+    /// whose `X-Forwarded-For` names the client; from anywhere else it is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve `/metrics` on this address of its own (and not on BIND).
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Origins whose pages may call the API (comma-separated, exactly as browsers send
     /// them, e.g. `http://localhost:5173`); empty turns CORS off. Unset: off, or `*`
     /// under --demo.
@@ -253,6 +271,7 @@ impl ServeConfig {
             max_connections: self.max_connections as usize,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            trusted_proxies: self.trusted_proxies.clone().into(),
         }
     }
 
@@ -263,12 +282,22 @@ impl ServeConfig {
         }
     }
 
-    pub fn rate_limits(&self) -> crate::ratelimit::RateLimits {
-        use crate::ratelimit::{Plan, RateLimits};
-        RateLimits::new(
+    /// The plans, kept in Redis when `REDIS_URL` is set (the connection is made lazily:
+    /// only a malformed URL fails here).
+    pub fn rate_limits(&self) -> anyhow::Result<crate::ratelimit::RateLimits> {
+        use crate::ratelimit::{Plan, RateLimits, SharedLimits, SharedSettings};
+        let limits = RateLimits::new(
             Plan { per_hour: self.rate_limit_prod_per_hour, burst: self.rate_limit_prod_burst },
             Plan { per_hour: self.rate_limit_dev_per_hour, burst: self.rate_limit_dev_burst },
-        )
+        );
+        let Some(url) = &self.redis_url else { return Ok(limits) };
+        let shared = SharedLimits::connect(&SharedSettings {
+            url: url.expose().to_owned(),
+            prefix: self.redis_prefix.clone(),
+            timeout: Duration::from_millis(self.redis_timeout_ms),
+        })
+        .map_err(|e| anyhow::anyhow!("cannot use REDIS_URL {url}: {e}"))?;
+        Ok(limits.shared(shared))
     }
 }
 
@@ -277,6 +306,14 @@ pub struct LogConfig {
     /// `pretty` for people, `json` for log collectors. Filter with RUST_LOG.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
+}
+
+/// An address (a network of one) or a network in CIDR notation.
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not an address or a network such as 10.0.0.0/8"))
 }
 
 fn parse_region(code: &str) -> Result<crate::normalize::Region, String> {

@@ -30,5 +30,7 @@ pub mod seed;
 pub mod server;
 /// The `Store` trait and its PostgreSQL and SQLite implementations.
 pub mod store;
+/// Metrics in Prometheus text: the series `/metrics` serves.
+pub mod telemetry;
 
 pub use http::{app, app_with, AppState};

@@ -27,7 +27,7 @@ struct ServeOnly {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default when no command is given).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply database migrations and exit.
     Migrate(DbConfig),
     /// Print the OpenAPI document this binary serves.
@@ -106,7 +106,8 @@ enum KeyCommand {
         #[arg(long)]
         org: String,
     },
-    /// Revoke a key by id. Running servers notice within KEY_CACHE_SECONDS.
+    /// Revoke a key by id. Servers on PostgreSQL refuse it within a second; a server on
+    /// SQLite, within KEY_CACHE_SECONDS.
     Revoke { id: i64 },
 }
 
@@ -218,7 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         command => {
             let config = match command {
-                Some(Command::Serve(config)) => config,
+                Some(Command::Serve(config)) => *config,
                 // No command: serve with settings from the environment and defaults.
                 _ => ServeOnly::parse_from(["bizkit-mirror"]).config,
             };

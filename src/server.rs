@@ -74,9 +74,15 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     let listener =
         TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on BIND {}", config.bind))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
+    crate::telemetry::install();
+    match &config.redis_url {
+        Some(url) => tracing::info!(redis = %url, "rate limits are shared through Redis"),
+        None => tracing::info!("rate limits are kept by this process alone; set REDIS_URL to share them"),
+    }
     let keys = KeyRegistry::new(store.clone(), Duration::from_secs(config.key_cache_seconds))
-        .with_limits(config.rate_limits())
+        .with_limits(config.rate_limits()?)
         .with_failure_limit(config.auth_failures_per_minute);
+    keys.follow_changes();
     let accounts = config.account_settings();
     if accounts.auto_confirm {
         tracing::info!("storefront registrations are confirmed at once (auto-confirm)");
@@ -106,9 +112,27 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         keys,
         accounts: crate::accounts::Accounts::new(accounts),
         contacts: config.contact_settings(),
+        serve_metrics: config.metrics_bind.is_none(),
     });
+    if let Some(bind) = config.metrics_bind {
+        serve_metrics(bind, state.store.clone()).await?;
+    }
     let app = crate::http::app_configured(state, &cors, &config.http_limits());
     crate::http::serve::serve(listener, app, shutdown, &config.connection_limits()).await
+}
+
+/// Serves `/metrics` alone on an address of its own, for as long as the process runs.
+async fn serve_metrics(bind: std::net::SocketAddr, store: DynStore) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on METRICS_BIND {bind}"))?;
+    tracing::info!(address = %listener.local_addr()?, "serving metrics");
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(move || std::future::ready(crate::http::ops::metrics_text(&store))));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok(())
 }
 
 /// First-start keys, the demo data or the disabling of its keys: the data a start writes

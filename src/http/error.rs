@@ -247,15 +247,17 @@ impl From<InputError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
-        match err {
+        let refused = match err {
             AuthError::Missing => ApiError::KeyMissing,
             AuthError::Format => ApiError::KeyFormat,
             AuthError::Expired => ApiError::KeyExpired,
             AuthError::Revoked => ApiError::KeyRevoked,
             AuthError::RateLimited { retry_after } => ApiError::RateLimited { retry_after },
             AuthError::Forbidden(message) => ApiError::Forbidden(message),
-            AuthError::Store(e) => e.into(),
-        }
+            AuthError::Store(e) => return e.into(),
+        };
+        crate::telemetry::auth_failure(refused.code());
+        refused
     }
 }
 

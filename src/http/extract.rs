@@ -29,18 +29,18 @@ pub trait Endpoint {
 
 /// Runs the key pipeline for endpoint `E` on a key chosen by precedence.
 pub async fn authorize<E: Endpoint>(state: &AppState, key: Option<&str>, parts: &Parts) -> Result<Caller, ApiError> {
-    let client = super::serve::peer(parts).map(|a| a.ip());
+    let client = super::serve::client(parts);
     Ok(state.keys.authorize(key, E::SCOPE, client, parts.extensions.get::<RateSlot>()).await?)
 }
 
-/// The address of the client that opened the connection, when the server knows it.
+/// The client's address, when the server knows it (see `serve::client_address`).
 pub struct Peer(pub Option<std::net::IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(super::serve::peer(parts).map(|a| a.ip())))
+        Ok(Peer(super::serve::client(parts)))
     }
 }
 

@@ -17,7 +17,7 @@ pub mod wire;
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -44,6 +44,8 @@ pub struct Shared {
     pub keys: KeyRegistry,
     pub accounts: crate::accounts::Accounts,
     pub contacts: crate::contacts::ContactSettings,
+    /// Whether `/metrics` answers here; not when it has an address of its own.
+    pub serve_metrics: bool,
 }
 
 impl AppState {
@@ -146,6 +148,7 @@ fn routes() -> Routes {
         .keyed::<ops::PingQuery>(M::GET, "/ping/v1", get(ops::ping))
         .open(M::GET, "/healthz", get(ops::healthz))
         .open(M::GET, "/readyz", get(ops::readyz))
+        .open(M::GET, "/metrics", get(ops::metrics))
         .open(M::GET, "/openapi.yaml", get(ops::openapi))
         .open(M::GET, "/docs", get(docs::page))
         .open(M::GET, docs::BUNDLE_PATH, get(docs::bundle))
@@ -227,6 +230,7 @@ fn request_id(req: &Request) -> String {
 /// the error envelope.
 async fn request_context(State(_): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = request_id(&req);
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let rate = RateSlot::default();
     req.extensions_mut().insert(rate.clone());
     let method = req.method().clone();
@@ -260,12 +264,14 @@ async fn request_context(State(_): State<AppState>, mut req: Request, next: Next
         headers.insert("x-ratelimit-remaining", HeaderValue::from(info.remaining));
         headers.insert("x-ratelimit-reset", HeaderValue::from(info.reset));
     }
+    let elapsed = started.elapsed();
+    crate::telemetry::http_request(&method, &route, response.status().as_u16(), elapsed);
     tracing::info!(
         request_id = %id,
         method = %method,
         path = %path,
         status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        micros = elapsed.as_micros() as u64,
         "request"
     );
     response

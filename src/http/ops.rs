@@ -46,6 +46,19 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
     Ok(Json(Status { status: "ready" }))
 }
 
+/// The metrics in Prometheus' text format, where this listener serves them.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    if !state.serve_metrics {
+        return Err(ApiError::RouteNotFound("/metrics".into()));
+    }
+    Ok(metrics_text(&state.store))
+}
+
+/// The metrics, with the pool's state read now.
+pub fn metrics_text(store: &crate::store::DynStore) -> impl IntoResponse {
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::telemetry::render(store.pool_stats()))
+}
+
 pub async fn openapi() -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
 }

@@ -3,7 +3,9 @@
 //! in-flight requests finish within a grace period.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// After a shutdown is asked for, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,
+    /// Balancers and proxies whose `X-Forwarded-For` names the client (see `client_address`).
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 impl Default for ConnectionLimits {
@@ -36,6 +40,7 @@ impl Default for ConnectionLimits {
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(20),
+            trusted_proxies: Arc::new([]),
         }
     }
 }
@@ -79,9 +84,12 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let proxies = limits.trusted_proxies.clone();
         let service = app.clone().map_request(move |req: axum::http::Request<Incoming>| {
             let mut req = req.map(Body::new);
+            let client = client_address(peer.ip(), req.headers(), &proxies);
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(Client(client));
             req
         });
         let (builder, watcher, first_byte) = (builder.clone(), graceful.watcher(), limits.header_read_timeout);
@@ -109,7 +117,72 @@ pub async fn serve(
     Ok(())
 }
 
-/// The address of the client that opened the connection.
-pub fn peer(req: &axum::http::request::Parts) -> Option<SocketAddr> {
-    req.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+/// The client's address, as `client_address` found it.
+#[derive(Debug, Clone, Copy)]
+struct Client(IpAddr);
+
+/// The address of the client: the connection's, or, behind a trusted proxy, the one the
+/// proxy names.
+pub fn client(req: &axum::http::request::Parts) -> Option<IpAddr> {
+    req.extensions.get::<Client>().map(|c| c.0)
+}
+
+/// Who sent a request that arrived from `peer`. A connection from anywhere but a trusted
+/// proxy is its own client, whatever its headers say. From a trusted proxy, the client is
+/// the last address in `X-Forwarded-For` (each proxy appends the address it was reached
+/// from) that is not a trusted proxy itself; what precedes it was written by the client
+/// and proves nothing. An entry that is not an address ends the walk at the proxy that
+/// added it.
+pub fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, proxies: &[IpNet]) -> IpAddr {
+    let trusted = |ip: &IpAddr| proxies.iter().any(|net| net.contains(ip));
+    let mut client = peer;
+    if !trusted(&client) {
+        return client;
+    }
+    let values = headers.get_all("x-forwarded-for").iter().rev();
+    for value in values {
+        let Ok(list) = value.to_str() else { return client };
+        for entry in list.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else { return client };
+            client = ip;
+            if !trusted(&client) {
+                return client;
+            }
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(peer: &str, forwarded: &[&str], proxies: &[&str]) -> String {
+        let mut headers = axum::http::HeaderMap::new();
+        for value in forwarded {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        let proxies: Vec<IpNet> = proxies.iter().map(|p| p.parse().unwrap()).collect();
+        client_address(peer.parse().unwrap(), &headers, &proxies).to_string()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_from_trusted_proxies_alone() {
+        let lb = ["10.0.0.0/8"];
+        // No proxy trusted, or a peer outside them: the header is the client's own words.
+        assert_eq!(from("203.0.113.9", &["198.51.100.1"], &[]), "203.0.113.9");
+        assert_eq!(from("203.0.113.9", &["198.51.100.1"], &lb), "203.0.113.9");
+        // Through the balancer: the address it appended.
+        assert_eq!(from("10.0.0.2", &["198.51.100.1"], &lb), "198.51.100.1");
+        // A client's own entries before it prove nothing.
+        assert_eq!(from("10.0.0.2", &["1.2.3.4, 198.51.100.1"], &lb), "198.51.100.1");
+        assert_eq!(from("10.0.0.2", &["1.2.3.4", "198.51.100.1"], &lb), "198.51.100.1");
+        // Two trusted hops, then the client.
+        assert_eq!(from("10.0.0.2", &["198.51.100.1, 10.0.0.7"], &lb), "198.51.100.1");
+        // Nothing forwarded, only proxies, or garbage where the client's address should be.
+        assert_eq!(from("10.0.0.2", &[], &lb), "10.0.0.2");
+        assert_eq!(from("10.0.0.2", &["10.0.0.3"], &lb), "10.0.0.3");
+        assert_eq!(from("10.0.0.2", &["198.51.100.1, bogus"], &lb), "10.0.0.2");
+        assert_eq!(from("10.0.0.2", &["2001:db8::1"], &lb), "2001:db8::1");
+    }
 }

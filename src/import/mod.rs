@@ -250,16 +250,19 @@ impl Importer {
                 }
             }
         }
+        let (mut created, mut updated, mut failed) = (0, 0, 0);
         for r in &results {
-            self.summary.items += 1;
             match &r.outcome {
-                Ok((created, _)) => {
-                    self.summary.ok += 1;
-                    self.summary.created += u64::from(*created);
-                }
-                Err(_) => self.summary.failed += 1,
+                Ok((true, _)) => created += 1,
+                Ok((false, _)) => updated += 1,
+                Err(_) => failed += 1,
             }
         }
+        self.summary.items += created + updated + failed;
+        self.summary.ok += created + updated;
+        self.summary.created += created;
+        self.summary.failed += failed;
+        crate::telemetry::import_items(created, updated, failed);
         if self.summary.failed >= limits.max_failed && self.summary.stop.is_none() {
             self.stop(Stop::TooManyErrors(limits.max_failed));
         }

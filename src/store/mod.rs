@@ -104,11 +104,46 @@ pub fn now() -> DateTime<Utc> {
 /// Sessions slide: each refreshed use extends them by this much.
 pub const SESSION_LIFETIME: TimeDelta = TimeDelta::days(91);
 
+/// How busy the pool of connections is, read without touching the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Connections open now.
+    pub size: u32,
+    /// Of those, the ones no call is using.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+    /// Calls waiting for a connection.
+    pub waiting: u64,
+}
+
+/// A change to the API keys, made by any process on this database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    /// The key with this digest was created or changed (revoked, say).
+    Key(String),
+    /// Changes may have been missed (the connection that hears them was lost, and is
+    /// being made again): any key may have changed.
+    Resync,
+}
+
+/// Key changes as they commit, heard on a connection of its own.
+#[async_trait]
+pub trait KeyChanges: Send {
+    /// The next change; waits until there is one.
+    async fn next(&mut self) -> KeyChange;
+}
+
 /// Organisations, their spaces, API keys and the audit log.
 #[async_trait]
 pub trait AdminStore: Send + Sync {
     /// One cheap statement: is the database answering?
     async fn ping(&self) -> StoreResult<()>;
+    /// The pool's state now.
+    fn pool_stats(&self) -> PoolStats;
+    /// Changes to keys made by any process, as they commit; `None` where the backend has
+    /// no way to announce them (SQLite: one server process serves a file).
+    async fn key_changes(&self) -> StoreResult<Option<Box<dyn KeyChanges>>>;
     /// Creates the organisation with both spaces if it does not exist; true if created.
     async fn ensure_organisation(&self, slug: &str, name: &str) -> StoreResult<bool>;
     async fn organisation_count(&self) -> StoreResult<i64>;

@@ -41,6 +41,8 @@ mod dialect {
     /// (a new statistic also replaces the cached plans made on the old one).
     pub const ANALYZE_IMPORTED: Option<&str> =
         Some("analyze customers, contact_points, customer_group_members, subscriptions");
+
+    pub use super::key_changes;
 }
 
 // Compiled once per backend on purpose: see the module docs of `store`.
@@ -66,5 +68,44 @@ impl PgStore {
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(Self::new(pool))
+    }
+}
+
+/// The channel on which a trigger announces every change to `api_keys`, with the key's
+/// digest, as the change commits (migration 0007).
+const KEY_CHANGES_CHANNEL: &str = "bizkit_key_changes";
+
+/// How long to wait before listening again after the connection could not be made.
+const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Listens for key changes on a connection of its own.
+pub async fn key_changes(pool: &sqlx::Pool<Db>) -> super::StoreResult<Option<Box<dyn super::KeyChanges>>> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(KEY_CHANGES_CHANNEL).await?;
+    Ok(Some(Box::new(KeyListener(listener))))
+}
+
+struct KeyListener(sqlx::postgres::PgListener);
+
+#[async_trait::async_trait]
+impl super::KeyChanges for KeyListener {
+    async fn next(&mut self) -> super::KeyChange {
+        use super::KeyChange;
+        match self.0.try_recv().await {
+            Ok(Some(notice)) => KeyChange::Key(notice.payload().to_owned()),
+            // The connection was lost (`None`), or making it again failed: notices sent
+            // meanwhile are lost. Listen again first, so that no change committed after
+            // the caller's resync can be missed, then have it resync.
+            Ok(None) | Err(_) => loop {
+                // A statement through the listener makes its connection, listening again.
+                match sqlx::query("select 1").execute(&mut self.0).await {
+                    Ok(_) => break KeyChange::Resync,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for key changes; trying again");
+                        tokio::time::sleep(LISTEN_RETRY).await;
+                    }
+                }
+            },
+        }
     }
 }

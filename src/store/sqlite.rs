@@ -43,6 +43,14 @@ mod dialect {
 
     /// SQLite's planner does well on its own defaults: no statistics are gathered.
     pub const ANALYZE_IMPORTED: Option<&str> = None;
+
+    /// One server process serves a SQLite file, and revokes through it evict at once;
+    /// changes made by the command line reach it when its key cache expires.
+    pub async fn key_changes(
+        _pool: &sqlx::Pool<super::Db>,
+    ) -> crate::store::StoreResult<Option<Box<dyn crate::store::KeyChanges>>> {
+        Ok(None)
+    }
 }
 
 // Compiled once per backend on purpose: see the module docs of `store`.

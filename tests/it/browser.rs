@@ -29,6 +29,7 @@ async fn serve_with_cors(app: &TestApp, policy: CorsPolicy) -> String {
         keys: app.registry.clone(),
         accounts: Accounts::new(AccountSettings::default()),
         contacts: Default::default(),
+        serve_metrics: true,
     });
     serve(bizkit_mirror::app_with(state, &policy)).await
 }

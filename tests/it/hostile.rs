@@ -635,25 +635,6 @@ async fn concurrent_unknown_keys_stay_within_the_budget(backend: Backend) {
     assert!(looked_up <= 5, "{looked_up} of 50 concurrent unknown keys were looked up with a budget of 5");
 }
 
-/// Declares `name::sqlite` and `name::postgres` for a scenario `async fn(Backend)`.
-macro_rules! per_backend {
-    ($name:ident, $scenario:path $(, #[$attr:meta])?) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            $(#[$attr])?
-            async fn sqlite() {
-                $scenario(super::Backend::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            $(#[$attr])?
-            async fn postgres() {
-                $scenario(super::Backend::Postgres).await
-            }
-        }
-    };
-}
-
 per_backend!(unknown_key_flood_is_slowed, super::unknown_key_flood_is_slowed);
 per_backend!(
     valid_key_outlives_its_cache_while_the_address_is_refused,

@@ -26,4 +26,5 @@ mod process_import;
 mod profile;
 mod races;
 mod ratelimit;
+mod scale;
 mod seed_examples;

@@ -171,24 +171,6 @@ fn first_start_keys(server: &Server) -> (String, String, String) {
     (one_key(&keys, "PROD"), one_key(&keys, "DEV_"), one_key(&keys, "ROOT"))
 }
 
-/// Declares `name::sqlite` and `name::postgres` for a scenario `async fn(Backend)`; the
-/// scenario returns early when its database is not available (see `fresh_db`).
-macro_rules! per_backend {
-    ($name:ident, $scenario:path) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                $scenario(super::Backend::Sqlite).await
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                $scenario(super::Backend::Postgres).await
-            }
-        }
-    };
-}
-
 /// A fresh database, or None (the PostgreSQL test then skips).
 async fn fresh_db(backend: Backend) -> Option<TestDb> {
     let db = TestDb::new(backend).await;

@@ -7,8 +7,8 @@ use sqlx::types::Json;
 use super::admin_rows::{kind, scopes, AuditRow, KeyInfoRow, KeyRow};
 use super::SqlStore;
 use crate::store::{
-    now, AdminStore, AuditActor, AuditEntry, AuditTarget, KeyInfo, KeyRecord, KeyRevocation, Mode, NewAudit, NewKey,
-    Organisation, PagePos, SpaceId, StoreError, StoreResult,
+    now, AdminStore, AuditActor, AuditEntry, AuditTarget, KeyChanges, KeyInfo, KeyRecord, KeyRevocation, Mode,
+    NewAudit, NewKey, Organisation, PagePos, PoolStats, SpaceId, StoreError, StoreResult,
 };
 
 /// A key of organisation `$1`; what happens to a digest registered before is the suffix's.
@@ -100,6 +100,19 @@ impl AdminStore for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("select 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+            waiting: 0,
+        }
+    }
+
+    async fn key_changes(&self) -> StoreResult<Option<Box<dyn KeyChanges>>> {
+        super::dialect::key_changes(&self.pool).await
     }
 
     async fn ensure_organisation(&self, slug: &str, name: &str) -> StoreResult<bool> {

@@ -86,6 +86,7 @@ pub async fn spawn_with(
         keys: registry.clone(),
         accounts: accounts.clone(),
         contacts: Default::default(),
+        serve_metrics: true,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();

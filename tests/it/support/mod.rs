@@ -37,3 +37,24 @@ macro_rules! backend_test {
         }
     };
 }
+
+/// Declares `name::sqlite` and `name::postgres` for a scenario `async fn(Backend)` of the
+/// calling module (which imports `Backend`); the scenario returns early when its database
+/// is not available. An attribute given after the path applies to both.
+macro_rules! per_backend {
+    ($name:ident, $scenario:path $(, #[$attr:meta])?) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$attr])?
+            async fn sqlite() {
+                $scenario(super::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$attr])?
+            async fn postgres() {
+                $scenario(super::Backend::Postgres).await
+            }
+        }
+    };
+}
