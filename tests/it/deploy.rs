@@ -7,8 +7,12 @@ fn read(name: &str) -> String {
     std::fs::read_to_string(format!("{}/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// docker-compose.yml with its merge keys (`<<: *server`) applied, as compose does.
 fn compose() -> Value {
-    serde_norway::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is YAML")
+    let mut yaml: serde_norway::Value =
+        serde_norway::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is YAML");
+    yaml.apply_merge().expect("merge keys apply");
+    serde_norway::from_value(yaml).expect("as JSON values")
 }
 
 /// The port the server listens on inside the container, from the Dockerfile's BIND.
@@ -79,4 +83,32 @@ fn compose_runs_postgres_and_the_server_with_a_readiness_healthcheck() {
     assert!(check.contains(&format!("127.0.0.1:{port}/readyz")), "{check}");
     assert_eq!(server["environment"]["LOG_FORMAT"], "json");
     assert!(c["volumes"].as_object().unwrap().contains_key("pgdata"));
+}
+
+#[test]
+fn compose_runs_two_instances_sharing_postgres_and_redis() {
+    let c = compose();
+    let services = c["services"].as_object().expect("services");
+    assert!(services["redis"]["image"].as_str().unwrap().starts_with("redis:"));
+    assert!(services["redis"]["healthcheck"]["test"].to_string().contains("ping"));
+    let instances: Vec<&Value> = services.values().filter(|s| s["environment"]["DATABASE_URL"].is_string()).collect();
+    assert!(instances.len() >= 2, "at least two server instances");
+    let port = container_port();
+    let mut published = Vec::new();
+    for instance in &instances {
+        assert_eq!(instance["environment"], instances[0]["environment"], "every instance is configured alike");
+        let redis = url::Url::parse(instance["environment"]["REDIS_URL"].as_str().expect("REDIS_URL")).unwrap();
+        assert_eq!(redis.scheme(), "redis");
+        assert!(services.contains_key(redis.host_str().unwrap()), "REDIS_URL host is a service");
+        for dependency in ["db", "redis"] {
+            assert_eq!(instance["depends_on"][dependency]["condition"], "service_healthy", "{dependency}");
+        }
+        for mapping in instance["ports"].as_array().unwrap() {
+            let (host, inside) = mapping.as_str().unwrap().rsplit_once(':').unwrap();
+            assert_eq!(inside, port);
+            published.push(host.to_owned());
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = published.iter().collect();
+    assert_eq!(distinct.len(), published.len(), "each instance on a host port of its own: {published:?}");
 }
