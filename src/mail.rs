@@ -10,7 +10,7 @@ use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::store::{DynStore, Mode, OutboxMessage};
+use crate::store::{DynStore, Mode, OutboxMessage, SpaceId};
 
 /// A message that failed this many times is left for an operator.
 const MAX_ATTEMPTS: i64 = 10;
@@ -56,12 +56,12 @@ impl Mailer {
         for m in store.pending_outbox(self.mode, MAX_ATTEMPTS, BATCH).await? {
             match self.send(&m).await {
                 Ok(()) => {
-                    store.mark_outbox_sent(m.id).await?;
+                    store.mark_outbox_sent(SpaceId(m.space_id), m.id).await?;
                     tracing::info!(outbox_id = m.id, kind = %m.kind, "message sent");
                     sent += 1;
                 }
                 Err(e) => {
-                    store.mark_outbox_failed(m.id, &e.to_string()).await?;
+                    store.mark_outbox_failed(SpaceId(m.space_id), m.id, &e.to_string()).await?;
                     tracing::warn!(outbox_id = m.id, kind = %m.kind, error = %e, "sending failed; will retry");
                 }
             }

@@ -293,9 +293,9 @@ pub trait OutboxStore: Send + Sync {
     /// Unsent messages of the spaces of `mode` tried fewer than `max_attempts` times,
     /// oldest first.
     async fn pending_outbox(&self, mode: Mode, max_attempts: i64, limit: i64) -> StoreResult<Vec<OutboxMessage>>;
-    /// Marks a message sent and clears its body, which carried a live token.
-    async fn mark_outbox_sent(&self, id: i64) -> StoreResult<()>;
-    async fn mark_outbox_failed(&self, id: i64, error: &str) -> StoreResult<()>;
+    /// Marks message `id` of `space` sent and clears its body, which carried a live token.
+    async fn mark_outbox_sent(&self, space: SpaceId, id: i64) -> StoreResult<()>;
+    async fn mark_outbox_failed(&self, space: SpaceId, id: i64, error: &str) -> StoreResult<()>;
     /// Forgets what has outlived its use: idempotency keys past their lifetime, and the
     /// bodies of unsent messages queued before `outbox_before` (their tokens have expired).
     async fn sweep(&self, outbox_before: DateTime<Utc>) -> StoreResult<Swept>;

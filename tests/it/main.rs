@@ -13,6 +13,7 @@ mod clients;
 mod contract;
 mod customer;
 mod deploy;
+mod distribution;
 mod durability;
 mod hostile;
 mod http;

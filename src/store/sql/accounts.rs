@@ -165,9 +165,10 @@ impl AccountStore for SqlStore {
             return Ok(false);
         };
         sqlx::query(
-            "update customers set account_confirmed_at = $2, updated_at = $2 \
-             where id = $1 and account_confirmed_at is null",
+            "update customers set account_confirmed_at = $3, updated_at = $3 \
+             where space_id = $1 and id = $2 and account_confirmed_at is null",
         )
+        .bind(space.0)
         .bind(customer)
         .bind(now)
         .execute(&mut *tx)
@@ -223,7 +224,7 @@ impl AccountStore for SqlStore {
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        self.touch_session_if_stale(&row, now, ip).await?;
+        self.touch_session_if_stale(space, &row, now, ip).await?;
         Ok(Some(row.profile.at(now)))
     }
 

@@ -30,7 +30,7 @@ const ERASE_CUSTOMER: &str = "update customers set email = null, email_canonical
      tax_identification_number = null, premium = false, ban = false, meta = '{}', referrer_id = null, \
      credit_balance = 0, profile_groups = '[]', profile_subscriptions = '[]', \
      registration_ip = null, last_ip = null, last_seen_at = null, password_hash = null, \
-     account_confirmed_at = null, erased_at = $2, updated_at = $2 where id = $1";
+     account_confirmed_at = null, erased_at = $3, updated_at = $3 where space_id = $1 and id = $2";
 
 #[async_trait]
 impl ContactStore for SqlStore {
@@ -54,7 +54,7 @@ impl ContactStore for SqlStore {
                 Some(Err(refusal)) => return Ok(Err(refusal)),
                 None => return Err(StoreError::Other("a batch of one wrote nothing".into())),
             };
-            let profile = profile_by_id(&mut *tx, id, now).await?;
+            let profile = profile_by_id(&mut *tx, space, id, now).await?;
             match tx.commit().await.map_err(StoreError::from) {
                 Err(StoreError::Conflict(_) | StoreError::Aborted(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
                 Err(e) => return Err(e),
@@ -186,8 +186,10 @@ impl SqlStore {
         .await?;
         // The balance kept on the row moves with the ledger, in the same transaction.
         let balance: i64 = sqlx::query_scalar(
-            "update customers set credit_balance = credit_balance + $2 where id = $1 returning credit_balance",
+            "update customers set credit_balance = credit_balance + $3 where space_id = $1 and id = $2 \
+             returning credit_balance",
         )
+        .bind(space.0)
         .bind(id)
         .bind(credit.amount)
         .fetch_one(&mut *tx)
@@ -235,7 +237,7 @@ impl SqlStore {
         .bind(canonical.as_deref())
         .execute(&mut *tx)
         .await?;
-        sqlx::query(ERASE_CUSTOMER).bind(id).bind(now).execute(&mut *tx).await?;
+        sqlx::query(ERASE_CUSTOMER).bind(space.0).bind(id).bind(now).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }

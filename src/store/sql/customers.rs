@@ -59,14 +59,17 @@ const REMOVE_MATCH: &str = "delete from customer_matches where space_id = $1 \
      and manager_id = (select id from customers where space_id = $1 and cu_ref_no = $2) \
      and customer_id = (select id from customers where space_id = $1 and cu_ref_no = $3)";
 
-/// One side of a customer's relations, newest first, strictly before (`$3`, `$4`).
+/// One side of a customer's relations, newest first, strictly before (`$3`, `$4`). The
+/// customer is found on its own, first: joined as a third row sharing `space_id`, it
+/// could be paired with every customer of the space by a merge join the planner expects
+/// to stop early.
 fn list_sql(me_column: &str, other_column: &str) -> String {
     format!(
         "select o.cu_ref_no, o.email, o.phone, o.first_name, o.last_name, o.company_name, m.notice, m.contact_email, \
          m.created_at, m.updated_at, o.id as other_id \
-         from customers me join customer_matches m on m.space_id = me.space_id and m.{me_column} = me.id \
-         join customers o on o.id = m.{other_column} \
-         where me.space_id = $1 and me.cu_ref_no = $2 and me.erased_at is null \
+         from customer_matches m join customers o on o.space_id = m.space_id and o.id = m.{other_column} \
+         where m.space_id = $1 and m.{me_column} = \
+         (select id from customers where space_id = $1 and cu_ref_no = $2 and erased_at is null) \
          and (m.created_at < $3 or (m.created_at = $3 and o.id < $4)) \
          order by m.created_at desc, o.id desc limit $5"
     )
@@ -96,6 +99,7 @@ impl SqlStore {
     /// into a write.
     pub(super) async fn touch_session_if_stale(
         &self,
+        space: SpaceId,
         row: &SessionProfileRow,
         now: DateTime<Utc>,
         ip: &ClientIp,
@@ -104,13 +108,16 @@ impl SqlStore {
         if row.session_seen_at.is_some_and(|seen| now - seen < SESSION_TOUCH_INTERVAL) {
             return Ok(());
         }
-        sqlx::query("update sessions set last_seen_at = $2, last_ip = $3, expires_at = $4 where id = $1")
-            .bind(session)
-            .bind(now)
-            .bind(ip.as_str())
-            .bind(now + SESSION_LIFETIME)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "update sessions set last_seen_at = $3, last_ip = $4, expires_at = $5 where space_id = $1 and id = $2",
+        )
+        .bind(space.0)
+        .bind(session)
+        .bind(now)
+        .bind(ip.as_str())
+        .bind(now + SESSION_LIFETIME)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -138,7 +145,7 @@ impl SqlStore {
         }
         let (id, stored_cu): (i64, String) =
             row.bind(sqlx::query_as(OnEmailTaken::FillEmpty.insert()), now).fetch_one(&self.pool).await?;
-        let profile = profile_by_id(&self.pool, id, now).await?;
+        let profile = profile_by_id(&self.pool, space, id, now).await?;
         Ok((stored_cu == cu.as_str(), profile))
     }
 
@@ -179,7 +186,7 @@ impl CustomerStore for SqlStore {
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        self.touch_session_if_stale(&row, now, ip).await?;
+        self.touch_session_if_stale(space, &row, now, ip).await?;
         Ok(Some(Detail { logged_in: row.session_id.is_some(), profile: row.profile.at(now) }))
     }
 

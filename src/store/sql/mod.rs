@@ -101,11 +101,13 @@ const PROFILE_COLUMNS: &str = "c.cu_ref_no, c.email, c.phone, c.first_name, c.la
      r.last_name as referrer_last_name";
 
 /// The join `PROFILE_COLUMNS` reads the referrer through.
-const REFERRER_JOIN: &str = "left join customers r on r.id = c.referrer_id and r.erased_at is null";
+const REFERRER_JOIN: &str =
+    "left join customers r on r.space_id = c.space_id and r.id = c.referrer_id and r.erased_at is null";
 
-/// The profile of the customer with id `$1`.
-static PROFILE_BY_ID: LazyLock<String> =
-    LazyLock::new(|| format!("select {PROFILE_COLUMNS} from customers c {REFERRER_JOIN} where c.id = $1"));
+/// The profile of the customer with id `$2` in space `$1`.
+static PROFILE_BY_ID: LazyLock<String> = LazyLock::new(|| {
+    format!("select {PROFILE_COLUMNS} from customers c {REFERRER_JOIN} where c.space_id = $1 and c.id = $2")
+});
 
 /// A subscription as the profile stores it: a running one is active and not past
 /// `valid_until`, which is decided when the profile is read.
@@ -169,13 +171,14 @@ impl ProfileRow {
     }
 }
 
-/// The profile of customer `id` as of `now`, read through `exec`.
+/// The profile of customer `id` of `space` as of `now`, read through `exec`.
 async fn profile_by_id<'e>(
     exec: impl Executor<'e, Database = Db>,
+    space: SpaceId,
     id: i64,
     now: DateTime<Utc>,
 ) -> StoreResult<Profile> {
-    let row: ProfileRow = sqlx::query_as(&PROFILE_BY_ID).bind(id).fetch_one(exec).await?;
+    let row: ProfileRow = sqlx::query_as(&PROFILE_BY_ID).bind(space.0).bind(id).fetch_one(exec).await?;
     Ok(row.at(now))
 }
 

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::SqlStore;
 use chrono::{DateTime, Utc};
 
-use crate::store::{now, Mode, OutboxMessage, OutboxStore, StoreResult, Swept, IDEMPOTENCY_KEY_LIFETIME};
+use crate::store::{now, Mode, OutboxMessage, OutboxStore, SpaceId, StoreResult, Swept, IDEMPOTENCY_KEY_LIFETIME};
 
 #[async_trait]
 impl OutboxStore for SqlStore {
@@ -22,10 +22,12 @@ impl OutboxStore for SqlStore {
         .await?)
     }
 
-    async fn mark_outbox_sent(&self, id: i64) -> StoreResult<()> {
+    async fn mark_outbox_sent(&self, space: SpaceId, id: i64) -> StoreResult<()> {
         sqlx::query(
-            "update mail_outbox set sent_at = $2, body = '', attempts = attempts + 1, last_error = null where id = $1",
+            "update mail_outbox set sent_at = $3, body = '', attempts = attempts + 1, last_error = null \
+             where space_id = $1 and id = $2",
         )
+        .bind(space.0)
         .bind(id)
         .bind(now())
         .execute(&self.pool)
@@ -46,8 +48,9 @@ impl OutboxStore for SqlStore {
         Ok(Swept { idempotency_keys: keys.rows_affected(), outbox_bodies: bodies.rows_affected() })
     }
 
-    async fn mark_outbox_failed(&self, id: i64, error: &str) -> StoreResult<()> {
-        sqlx::query("update mail_outbox set attempts = attempts + 1, last_error = $2 where id = $1")
+    async fn mark_outbox_failed(&self, space: SpaceId, id: i64, error: &str) -> StoreResult<()> {
+        sqlx::query("update mail_outbox set attempts = attempts + 1, last_error = $3 where space_id = $1 and id = $2")
+            .bind(space.0)
             .bind(id)
             .bind(error)
             .execute(&self.pool)

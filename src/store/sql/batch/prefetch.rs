@@ -23,7 +23,7 @@ static PREFETCH_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
     let list = |n| format!("({}) k cross join", at(dialect::TEXT_LIST, n));
     let points = dialect::CONTACT_POINTS_BY_VALUE;
     format!(
-        "select {CUSTOMER_COLUMNS} from customers c where c.erased_at is null and c.id in (\
+        "select {CUSTOMER_COLUMNS} from customers c where c.space_id = $1 and c.erased_at is null and c.id in (\
          select o.id from {} customers o where o.space_id = $1 and o.cu_ref_no = k.value \
          union select o.id from {} customers o where o.space_id = $1 and o.email_canonical = k.value \
          union select p.customer_id from {} {points} where p.space_id = $1 and p.kind = 'email' and p.value = k.value \
@@ -73,7 +73,8 @@ static GROUPS_BY_SLUG: LazyLock<String> = LazyLock::new(|| {
 static PREFETCH_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "select gm.customer_id, g.slug, g.id, g.name from ({}) k cross join customer_group_members gm \
-         join customer_groups g on g.id = gm.group_id where gm.space_id = $1 and gm.customer_id = k.value",
+         join customer_groups g on g.space_id = gm.space_id and g.id = gm.group_id \
+         where gm.space_id = $1 and gm.customer_id = k.value",
         at(dialect::ID_LIST, 2)
     )
 });

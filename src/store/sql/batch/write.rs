@@ -46,7 +46,7 @@ static UPDATE_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
          tax_identification_number = x.tax_identification_number, premium = x.premium, ban = x.ban, meta = {}, \
          profile_groups = coalesce({}, customers.profile_groups), \
          profile_subscriptions = coalesce({}, customers.profile_subscriptions), \
-         last_ip = x.last_ip, updated_at = $3 from {} where customers.id = x.id",
+         last_ip = x.last_ip, updated_at = $3 from {} where customers.space_id = $1 and customers.id = x.id",
         json_value("meta"),
         json_value("profile_groups"),
         json_value("profile_subscriptions"),
@@ -77,7 +77,7 @@ const CUSTOMER_FIELDS: &[(&str, &str)] = &[
 
 static SET_REFERRERS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "update customers set referrer_id = x.referrer_id from {} where customers.id = x.id",
+        "update customers set referrer_id = x.referrer_id from {} where customers.space_id = $1 and customers.id = x.id",
         rows(2, &[("id", "bigint"), ("referrer_id", "bigint")])
     )
 });
@@ -95,8 +95,8 @@ static INSERT_GROUPS: LazyLock<String> = LazyLock::new(|| {
 /// Memberships that an item's list of groups no longer holds.
 static DELETE_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "delete from customer_group_members where (space_id, customer_id, group_id) in (select $1, x.id, x.group_id \
-         from {})",
+        "delete from customer_group_members where space_id = $1 and (customer_id, group_id) in \
+         (select x.id, x.group_id from {})",
         rows(2, &[("id", "bigint"), ("group_id", "bigint")])
     )
 });
