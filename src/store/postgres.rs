@@ -78,9 +78,13 @@ const KEY_CHANGES_CHANNEL: &str = "bizkit_key_changes";
 /// How long to wait before listening again after the connection could not be made.
 const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Listens for key changes on a connection of its own.
+/// Listens for key changes on a connection of its own, beside the pool's.
 pub async fn key_changes(pool: &sqlx::Pool<Db>) -> super::StoreResult<Option<Box<dyn super::KeyChanges>>> {
-    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    // A pool of its own, one connection held for good: taken from the store's pool it
+    // would be missing there for as long as the process runs.
+    let options = (*pool.connect_options()).clone();
+    let own = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
+    let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
     listener.listen(KEY_CHANGES_CHANNEL).await?;
     Ok(Some(Box::new(KeyListener(listener))))
 }

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sqlx::Connection as _;
 
 use crate::support::child::{ChildServer, Running};
 use crate::support::tools::have_tool;
@@ -434,4 +435,47 @@ async fn clients_behind_a_trusted_balancer_keep_budgets_of_their_own() {
         let other = unknown_key_from("198.51.100.2").await;
         assert_eq!(other, if trusted { 401 } else { 429 }, "another client behind the balancer (trusted: {trusted})");
     }
+}
+
+/// `bizkit_db_pool_waiters` counts the calls waiting for a connection: with a pool of
+/// one connection held by a statement blocked on a lock, two more creates wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_waiters_are_counted() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let server = instance(&db, &[("DATABASE_MAX_CONNECTIONS", "1")]);
+    let root = root_key(&server);
+    let (_, key) = new_key(&server, &root, None).await;
+    // The key is cached, and its last use written, before the lock is taken.
+    assert_eq!(ping(&server, &key).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("begin").execute(&mut locker).await.unwrap();
+    sqlx::query("lock table customers in access exclusive mode").execute(&mut locker).await.unwrap();
+    let creates: Vec<_> = (0..3)
+        .map(|i| {
+            let request = client()
+                .post(server.url("/api/v1/customer/create"))
+                .query(&[("apiKey", key.as_str())])
+                .json(&json!({ "email": format!("waiting{i}@example.com") }));
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let series = loop {
+        let series = scrape(&server.url("/metrics")).await;
+        if value(&series, "bizkit_db_pool_waiters", &[]) >= 2.0 || Instant::now() > deadline {
+            break series;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    sqlx::query("rollback").execute(&mut locker).await.unwrap();
+    assert_eq!(value(&series, "bizkit_db_pool_waiters", &[]), 2.0);
+    assert_eq!(value(&series, "bizkit_db_pool_connections", &[("state", "in_use")]), 1.0);
+    assert_eq!(value(&series, "bizkit_db_pool_max_connections", &[]), 1.0);
+    for create in creates {
+        assert_eq!(create.await.unwrap(), 200, "each create goes through once the lock is gone");
+    }
+    let after = scrape(&server.url("/metrics")).await;
+    assert_eq!(value(&after, "bizkit_db_pool_waiters", &[]), 0.0);
 }

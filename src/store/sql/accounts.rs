@@ -36,7 +36,7 @@ impl SqlStore {
         cu: &CuRefNo,
     ) -> StoreResult<RegistrationOutcome> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let row = NewCustomer {
             space: space.0,
             cu_ref_no: cu.as_str(),
@@ -113,7 +113,11 @@ impl SqlStore {
 #[async_trait]
 impl AccountStore for SqlStore {
     async fn login_account(&self, space: SpaceId, email: &Email) -> StoreResult<Option<LoginAccount>> {
-        Ok(sqlx::query_as(ACCOUNT_STATE).bind(space.0).bind(email.canonical()).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(ACCOUNT_STATE)
+            .bind(space.0)
+            .bind(email.canonical())
+            .fetch_optional(&mut *self.conn().await?)
+            .await?)
     }
 
     async fn count_attempt(&self, space: SpaceId, subject: &str, what: Attempt, window: TimeDelta) -> StoreResult<i64> {
@@ -124,7 +128,7 @@ impl AccountStore for SqlStore {
             .bind(what.as_str())
             .bind(now)
             .bind(now - window)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?)
     }
 
@@ -137,7 +141,7 @@ impl AccountStore for SqlStore {
         .bind(subject)
         .bind(what.as_str())
         .bind(now() - window)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         Ok(count.unwrap_or(0))
     }
@@ -148,7 +152,7 @@ impl AccountStore for SqlStore {
 
     async fn confirm_account(&self, space: SpaceId, token_digest: &str) -> StoreResult<bool> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Marking the token used is the guard: of two concurrent confirmations only one
         // updates the row.
         let customer: Option<i64> = sqlx::query_scalar(
@@ -185,7 +189,7 @@ impl AccountStore for SqlStore {
         identity_digest: Option<&str>,
     ) -> StoreResult<()> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("delete from account_throttle where space_id = $1 and email_canonical = $2 and action = $3")
             .bind(space.0)
             .bind(subject)
@@ -206,7 +210,7 @@ impl AccountStore for SqlStore {
         identity_digest: &str,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let Some(customer) = customer_id(&mut *tx, space, cu_ref_no.as_str()).await? else {
             return Ok(false);
         };
@@ -221,7 +225,7 @@ impl AccountStore for SqlStore {
             .bind(space.0)
             .bind(identity_digest)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         let Some(row) = row else { return Ok(None) };
         self.touch_session_if_stale(space, &row, now, ip).await?;
@@ -235,7 +239,7 @@ impl AccountStore for SqlStore {
         .bind(space.0)
         .bind(identity_digest)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -52,7 +52,7 @@ impl SqlStore {
     /// Adds the organisation with its live and sandbox spaces, in one transaction;
     /// false (and nothing changed) if the slug is taken.
     async fn insert_organisation(&self, slug: &str, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        let mut tx = self.begin_with(super::dialect::BEGIN_WRITE).await?;
         let created = insert_organisation(&mut tx, slug, name, now).await?;
         tx.commit().await?;
         Ok(created)
@@ -61,14 +61,14 @@ impl SqlStore {
     async fn organisation_exists(&self, slug: &str) -> StoreResult<bool> {
         let n: i64 = sqlx::query_scalar("select count(*) from organisations where slug = $1")
             .bind(slug)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         Ok(n > 0)
     }
 
     /// Adds a key row unless its digest is already registered; its id when added.
     async fn insert_key_row(&self, organisation: &str, key: &NewKey, now: DateTime<Utc>) -> StoreResult<Option<i64>> {
-        insert_key(&self.pool, KEEP_EXISTING, organisation, key, now).await
+        insert_key(&mut *self.conn().await?, KEEP_EXISTING, organisation, key, now).await
     }
 }
 
@@ -98,7 +98,7 @@ async fn insert_key<'e>(
 #[async_trait]
 impl AdminStore for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("select 1").execute(&self.pool).await?;
+        sqlx::query("select 1").execute(&mut *self.conn().await?).await?;
         Ok(())
     }
 
@@ -107,7 +107,7 @@ impl AdminStore for SqlStore {
             size: self.pool.size(),
             idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
             max: self.pool.options().get_max_connections(),
-            waiting: 0,
+            waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -120,12 +120,12 @@ impl AdminStore for SqlStore {
     }
 
     async fn organisation_count(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("select count(*) from organisations").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("select count(*) from organisations").fetch_one(&mut *self.conn().await?).await?)
     }
 
     async fn bootstrap(&self, slug: &str, name: &str, keys: &[NewKey]) -> StoreResult<bool> {
         let now = now();
-        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        let mut tx = self.begin_with(super::dialect::BEGIN_WRITE).await?;
         let existing: i64 = sqlx::query_scalar("select count(*) from organisations").fetch_one(&mut *tx).await?;
         if existing > 0 {
             return Ok(false);
@@ -149,7 +149,7 @@ impl AdminStore for SqlStore {
 
     async fn create_organisation(&self, slug: &str, name: &str, audit: &NewAudit) -> StoreResult<Organisation> {
         let now = now();
-        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        let mut tx = self.begin_with(super::dialect::BEGIN_WRITE).await?;
         if !insert_organisation(&mut tx, slug, name, now).await? {
             return Err(StoreError::Conflict(format!("organisation {slug} exists")));
         }
@@ -160,7 +160,7 @@ impl AdminStore for SqlStore {
 
     async fn list_organisations(&self) -> StoreResult<Vec<Organisation>> {
         Ok(sqlx::query_as("select slug, name, created_at from organisations order by slug")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?)
     }
 
@@ -171,7 +171,7 @@ impl AdminStore for SqlStore {
         )
         .bind(organisation)
         .bind(mode.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(SpaceId(id))
     }
@@ -186,7 +186,7 @@ impl AdminStore for SqlStore {
 
     async fn claim_keys(&self, organisation: &str, keys: &[NewKey]) -> StoreResult<()> {
         let now = now();
-        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        let mut tx = self.begin_with(super::dialect::BEGIN_WRITE).await?;
         for key in keys {
             if insert_key(&mut *tx, TAKE_OVER, organisation, key, now).await?.is_none() {
                 return Err(StoreError::NotFound);
@@ -203,7 +203,7 @@ impl AdminStore for SqlStore {
             let done = sqlx::query("update api_keys set revoked_at = $2 where digest = $1 and revoked_at is null")
                 .bind(digest)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
             revoked += done.rows_affected();
         }
@@ -212,7 +212,7 @@ impl AdminStore for SqlStore {
 
     async fn create_key(&self, organisation: &str, key: &NewKey, audit: Option<&NewAudit>) -> StoreResult<KeyInfo> {
         let now = now();
-        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        let mut tx = self.begin_with(super::dialect::BEGIN_WRITE).await?;
         let Some(id) = insert_key(&mut *tx, KEEP_EXISTING, organisation, key, now).await? else {
             tx.rollback().await?;
             return Err(if self.organisation_exists(organisation).await? {
@@ -240,7 +240,8 @@ impl AdminStore for SqlStore {
     }
 
     async fn list_keys(&self, organisation: &str) -> StoreResult<Vec<KeyInfo>> {
-        let rows: Vec<KeyInfoRow> = sqlx::query_as(LIST_KEYS).bind(organisation).fetch_all(&self.pool).await?;
+        let rows: Vec<KeyInfoRow> =
+            sqlx::query_as(LIST_KEYS).bind(organisation).fetch_all(&mut *self.conn().await?).await?;
         if rows.is_empty() && !self.organisation_exists(organisation).await? {
             return Err(StoreError::NotFound);
         }
@@ -248,7 +249,8 @@ impl AdminStore for SqlStore {
     }
 
     async fn resolve_key(&self, digest: &str) -> StoreResult<Option<KeyRecord>> {
-        let row: Option<KeyRow> = sqlx::query_as(RESOLVE_KEY).bind(digest).fetch_optional(&self.pool).await?;
+        let row: Option<KeyRow> =
+            sqlx::query_as(RESOLVE_KEY).bind(digest).fetch_optional(&mut *self.conn().await?).await?;
         row.map(|r| {
             let kind = kind(&r.kind)?;
             Ok(KeyRecord {
@@ -274,7 +276,7 @@ impl AdminStore for SqlStore {
         audit: Option<&NewAudit>,
     ) -> StoreResult<KeyRevocation> {
         let now = now();
-        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        let mut tx = self.begin_with(super::dialect::BEGIN_WRITE).await?;
         let owner: Option<(String, String)> = sqlx::query_as(
             "select k.digest, o.slug from api_keys k join organisations o on o.id = k.organisation_id where k.id = $1",
         )
@@ -307,13 +309,13 @@ impl AdminStore for SqlStore {
         )
         .bind(id)
         .bind(at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
 
     async fn record_audit(&self, entry: &NewAudit) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with(super::dialect::BEGIN_WRITE).await?;
+        let mut tx = self.begin_with(super::dialect::BEGIN_WRITE).await?;
         insert_audit(&mut tx, entry, None, None, None, now()).await?;
         tx.commit().await?;
         Ok(())
@@ -330,7 +332,7 @@ impl AdminStore for SqlStore {
             .bind(before.id)
             .bind(limit)
             .bind(organisation)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         Ok(rows
             .into_iter()

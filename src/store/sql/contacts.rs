@@ -43,7 +43,7 @@ impl ContactStore for SqlStore {
         loop {
             attempt += 1;
             let now = now();
-            let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
+            let mut tx = self.begin_with(dialect::BEGIN_WRITE).await?;
             // A batch of one: the rules of a write live once, in `batch`.
             let written = match write_batch(&mut tx, space, std::slice::from_ref(write), now).await {
                 Err(StoreError::Conflict(_) | StoreError::Aborted(_)) if attempt < CU_REF_NO_ATTEMPTS => continue,
@@ -109,7 +109,7 @@ impl SqlStore {
     /// One import batch in one transaction.
     async fn import_batch(&self, space: SpaceId, writes: &[ContactWrite]) -> StoreResult<Vec<BatchResult>> {
         let now = now();
-        let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
+        let mut tx = self.begin_with(dialect::BEGIN_WRITE).await?;
         let written = write_batch(&mut tx, space, writes, now).await?;
         tx.commit().await?;
         Ok(written)
@@ -131,14 +131,18 @@ impl SqlStore {
         {
             return;
         }
-        if let Err(e) = sqlx::query(analyze).execute(&self.pool).await {
+        let analyzed = match self.conn().await {
+            Ok(mut conn) => sqlx::query(analyze).execute(&mut *conn).await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = analyzed {
             tracing::warn!(error = %e, "refreshing the statistics of imported tables failed");
         }
     }
 
     async fn add_credit_once(&self, space: SpaceId, credit: &CreditAdd) -> StoreResult<CreditOutcome> {
         let now = now();
-        let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
+        let mut tx = self.begin_with(dialect::BEGIN_WRITE).await?;
         if let Some(idem) = &credit.idempotency {
             // A key past its lifetime is claimed afresh, as if never used.
             let claimed = sqlx::query(
@@ -208,7 +212,7 @@ impl SqlStore {
 
     async fn erase_once(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool> {
         let now = now();
-        let mut tx = self.pool.begin_with(dialect::BEGIN_WRITE).await?;
+        let mut tx = self.begin_with(dialect::BEGIN_WRITE).await?;
         // Locked: a write of this customer in flight finishes first, and the erasure then
         // removes what it wrote.
         let sql = format!(

@@ -116,7 +116,7 @@ impl SqlStore {
         .bind(now)
         .bind(ip.as_str())
         .bind(now + SESSION_LIFETIME)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -140,12 +140,13 @@ impl SqlStore {
             ..Default::default()
         };
         if dialect::CREATE_RETURNS_PROFILE {
-            let created: CreatedRow = row.bind(sqlx::query_as(&CREATE_WITH_PROFILE), now).fetch_one(&self.pool).await?;
+            let created: CreatedRow =
+                row.bind(sqlx::query_as(&CREATE_WITH_PROFILE), now).fetch_one(&mut *self.conn().await?).await?;
             return Ok((created.new_account, created.profile.at(now)));
         }
         let (id, stored_cu): (i64, String) =
-            row.bind(sqlx::query_as(OnEmailTaken::FillEmpty.insert()), now).fetch_one(&self.pool).await?;
-        let profile = profile_by_id(&self.pool, space, id, now).await?;
+            row.bind(sqlx::query_as(OnEmailTaken::FillEmpty.insert()), now).fetch_one(&mut *self.conn().await?).await?;
+        let profile = profile_by_id(&mut *self.conn().await?, space, id, now).await?;
         Ok((stored_cu == cu.as_str(), profile))
     }
 
@@ -157,7 +158,7 @@ impl SqlStore {
         .bind(space.0)
         .bind(a)
         .bind(b)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok((found.iter().any(|c| c == a), found.iter().any(|c| c == b)))
     }
@@ -183,7 +184,7 @@ impl CustomerStore for SqlStore {
             .bind(cu_ref_no.as_str())
             .bind(identity_digest)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         let Some(row) = row else { return Ok(None) };
         self.touch_session_if_stale(space, &row, now, ip).await?;
@@ -191,7 +192,7 @@ impl CustomerStore for SqlStore {
     }
 
     async fn customer_exists(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool> {
-        Ok(customer_id(&self.pool, space, cu_ref_no.as_str()).await?.is_some())
+        Ok(customer_id(&mut *self.conn().await?, space, cu_ref_no.as_str()).await?.is_some())
     }
 
     async fn upsert_match(
@@ -206,7 +207,7 @@ impl CustomerStore for SqlStore {
             MatchTarget::Email(email) => {
                 // The contact is created only once the manager is known to exist, so
                 // a call that fails leaves nothing behind.
-                if customer_id(&self.pool, space, manager.as_str()).await?.is_none() {
+                if customer_id(&mut *self.conn().await?, space, manager.as_str()).await?.is_none() {
                     return Ok(MatchOutcome::ManagerNotFound);
                 }
                 let input = CreateCustomer {
@@ -227,7 +228,7 @@ impl CustomerStore for SqlStore {
             .bind(notice)
             .bind(contact_email)
             .bind(now())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         if done.rows_affected() > 0 {
             return Ok(MatchOutcome::Matched);
@@ -257,7 +258,7 @@ impl CustomerStore for SqlStore {
             .bind(before.created_at)
             .bind(before.id)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?)
     }
 
@@ -266,7 +267,7 @@ impl CustomerStore for SqlStore {
             .bind(space.0)
             .bind(manager.as_str())
             .bind(customer.as_str())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         if done.rows_affected() > 0 {
             return Ok(RemoveOutcome::Removed(true));

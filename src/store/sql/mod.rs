@@ -18,6 +18,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::query::QueryAs;
 use sqlx::types::Json;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::pool::PoolConnection;
 use sqlx::{Executor, Pool};
 
 use super::{dialect, Db};
@@ -31,11 +34,49 @@ pub struct SqlStore {
     /// it passes `next_analyze`.
     imported: std::sync::atomic::AtomicU64,
     next_analyze: std::sync::atomic::AtomicU64,
+    /// Calls waiting for a connection of the pool (see `Waiting`).
+    waiting: AtomicU64,
 }
 
 impl SqlStore {
     pub(super) fn new(pool: Pool<Db>) -> Self {
-        Self { pool, imported: 0.into(), next_analyze: FIRST_ANALYZE.into() }
+        Self { pool, imported: 0.into(), next_analyze: FIRST_ANALYZE.into(), waiting: 0.into() }
+    }
+
+    /// A connection of the pool for one statement; returned when dropped.
+    async fn conn(&self) -> Result<PoolConnection<Db>, sqlx::Error> {
+        let _waiting = Waiting::enter(&self.waiting);
+        self.pool.acquire().await
+    }
+
+    /// A transaction on a connection of the pool, begun with `statement`.
+    async fn begin_with(&self, statement: &'static str) -> Result<Tx, sqlx::Error> {
+        let _waiting = Waiting::enter(&self.waiting);
+        self.pool.begin_with(statement).await
+    }
+
+    /// A transaction begun with the backend's plain `BEGIN`.
+    async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        let _waiting = Waiting::enter(&self.waiting);
+        self.pool.begin().await
+    }
+}
+
+/// Counts a call among the pool's waiters from its start until it has a connection (for
+/// a transaction, until the connection's `BEGIN` is answered), however it ends: the
+/// count behind `PoolStats::waiting`.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -18,7 +18,7 @@ impl OutboxStore for SqlStore {
         .bind(max_attempts)
         .bind(limit)
         .bind(mode.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?)
     }
 
@@ -30,7 +30,7 @@ impl OutboxStore for SqlStore {
         .bind(space.0)
         .bind(id)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -38,12 +38,12 @@ impl OutboxStore for SqlStore {
     async fn sweep(&self, outbox_before: DateTime<Utc>) -> StoreResult<Swept> {
         let keys = sqlx::query("delete from idempotency_keys where created_at <= $1")
             .bind(now() - IDEMPOTENCY_KEY_LIFETIME)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         let bodies =
             sqlx::query("update mail_outbox set body = '' where sent_at is null and body <> '' and created_at <= $1")
                 .bind(outbox_before)
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
         Ok(Swept { idempotency_keys: keys.rows_affected(), outbox_bodies: bodies.rows_affected() })
     }
@@ -53,7 +53,7 @@ impl OutboxStore for SqlStore {
             .bind(space.0)
             .bind(id)
             .bind(error)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
