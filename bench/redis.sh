@@ -65,7 +65,7 @@ start_server() {
     kill -0 "$pid" 2>/dev/null || { cat "$tmp/server.err" >&2; exit 1; }
     sleep 0.1
   done
-  curl -fsS "$url" | grep -q '"success":true' || { echo "detail failed" >&2; exit 1; }
+  curl -fsS "$url" | grep -q '"loggedIn":true' || { echo "detail failed" >&2; exit 1; }
 }
 
 # wrk_line LABEL CONNECTIONS: prints req/s and p99; sets rps.
