@@ -87,14 +87,24 @@ async fn a_keys_limit_holds_across_two_instances() {
     let root = root_key(&a);
     let (_, key) = new_key(&a, &root, Some(10)).await;
 
-    let mut successes = BTreeMap::<&str, u32>::new();
+    // The headers come from the shared allowance as they do from a process's own.
+    let first = client().get(a.url("/ping/v1")).query(&[("apiKey", key.as_str())]).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let header = |name: &str| first.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!((header("x-ratelimit-limit"), header("x-ratelimit-remaining")), ("10".into(), "9".into()));
+    let reset: u64 = header("x-ratelimit-reset").parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!((now..=now + 7).contains(&reset), "one request's worth (6 s) back by {reset}, now {now}");
+
+    let mut successes = BTreeMap::from([("a", 1)]);
     let mut refused = 0;
-    for i in 0..30 {
+    for i in 1..30 {
         let (name, via) = if i % 2 == 0 { ("a", &a) } else { ("b", &b) };
         match ping(via, &key).await {
             (200, _) => *successes.entry(name).or_default() += 1,
             got => {
                 support::assert_error(&got, 429, "RATE_LIMIT_EXCEEDED");
+                assert!((1..=6).contains(&got.1["error"]["retry_after"].as_u64().unwrap()), "{}", got.1);
                 refused += 1;
             }
         }
