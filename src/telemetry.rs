@@ -87,11 +87,10 @@ pub fn render(pool: PoolStats) -> String {
 }
 
 /// One answered request. `route` is the matched route template, or `unmatched`.
-pub fn http_request(method: &axum::http::Method, route: &str, status: u16, elapsed: Duration) {
+pub fn http_request(method: &axum::http::Method, route: String, status: u16, elapsed: Duration) {
     let method = method_label(method);
-    counter!(HTTP_REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status.to_string())
-        .increment(1);
-    histogram!(HTTP_DURATION, "route" => route.to_owned(), "method" => method).record(elapsed.as_secs_f64());
+    counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string()).increment(1);
+    histogram!(HTTP_DURATION, "route" => route, "method" => method).record(elapsed.as_secs_f64());
 }
 
 /// Methods outside the standard set share one label, so a client cannot add series.

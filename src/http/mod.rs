@@ -265,7 +265,7 @@ async fn request_context(State(_): State<AppState>, mut req: Request, next: Next
         headers.insert("x-ratelimit-reset", HeaderValue::from(info.reset));
     }
     let elapsed = started.elapsed();
-    crate::telemetry::http_request(&method, &route, response.status().as_u16(), elapsed);
+    crate::telemetry::http_request(&method, route, response.status().as_u16(), elapsed);
     tracing::info!(
         request_id = %id,
         method = %method,

@@ -4,19 +4,17 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-
-use ipnet::IpNet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -88,7 +86,6 @@ pub async fn serve(
         let service = app.clone().map_request(move |req: axum::http::Request<Incoming>| {
             let mut req = req.map(Body::new);
             let client = client_address(peer.ip(), req.headers(), &proxies);
-            req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(Client(client));
             req
         });

@@ -250,19 +250,19 @@ impl Importer {
                 }
             }
         }
-        let (mut created, mut updated, mut failed) = (0, 0, 0);
+        let (mut created, mut updated, mut refused) = (0, 0, 0);
         for r in &results {
             match &r.outcome {
                 Ok((true, _)) => created += 1,
                 Ok((false, _)) => updated += 1,
-                Err(_) => failed += 1,
+                Err(_) => refused += 1,
             }
         }
-        self.summary.items += created + updated + failed;
+        self.summary.items += created + updated + refused;
         self.summary.ok += created + updated;
         self.summary.created += created;
-        self.summary.failed += failed;
-        crate::telemetry::import_items(created, updated, failed);
+        self.summary.failed += refused;
+        crate::telemetry::import_items(created, updated, refused);
         if self.summary.failed >= limits.max_failed && self.summary.stop.is_none() {
             self.stop(Stop::TooManyErrors(limits.max_failed));
         }

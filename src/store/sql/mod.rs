@@ -57,8 +57,7 @@ impl SqlStore {
 
     /// A transaction begun with the backend's plain `BEGIN`.
     async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let _waiting = Waiting::enter(&self.waiting);
-        self.pool.begin().await
+        self.begin_with("begin").await
     }
 }
 
