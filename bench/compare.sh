@@ -11,6 +11,7 @@
 # directory. PRISM=1 (or the path of a prism binary) also measures Stoplight Prism's mock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/server.sh
 
 DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
@@ -61,14 +62,6 @@ notes=()
 memory=()
 started=$SECONDS
 
-stop_server() {
-  if [ -n "$pid" ]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pid=""
-  fi
-}
-
 cleanup() {
   stop_server
   if [ -n "$prism_pid" ]; then
@@ -91,14 +84,7 @@ start_server() {
   RATE_LIMIT_PROD_PER_HOUR=4000000000 RATE_LIMIT_PROD_BURST=4000000000 BIND=127.0.0.1:$PORT RUST_LOG=warn \
     DATABASE_URL=$1 "$BIN" serve --demo >"$tmp/server.out" 2>"$tmp/server.err" &
   pid=$!
-  for _ in $(seq 1 300); do
-    curl -fs "$base/readyz" >/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "the server did not start:" >&2
-  cat "$tmp/server.err" >&2
-  exit 1
+  await_ready "$base"
 }
 
 # Runs CMD; how long it took (seconds) goes to $took.

@@ -9,6 +9,7 @@
 # (bizkit_bench_redis, dropped and recreated).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/server.sh
 
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-2}
@@ -34,13 +35,6 @@ redis-cli -u "$REDIS_URL" ping >/dev/null || { echo "no Redis at $REDIS_URL" >&2
 tmp=$(mktemp -d)
 pid=""
 prefix="bizkit-bench-$$:"
-stop_server() {
-  if [ -n "$pid" ]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pid=""
-  fi
-}
 cleanup() {
   stop_server
   psql "$PG_URL/postgres" -qAt -c "drop database if exists $PG_DB with (force)" >/dev/null 2>&1 || true
@@ -60,11 +54,7 @@ start_server() {
     BIND=127.0.0.1:$PORT RUST_LOG=warn DATABASE_URL="$PG_URL/$PG_DB" "$BIN" serve --demo \
     >"$tmp/server.out" 2>"$tmp/server.err" &
   pid=$!
-  for _ in $(seq 1 300); do
-    curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
-    kill -0 "$pid" 2>/dev/null || { cat "$tmp/server.err" >&2; exit 1; }
-    sleep 0.1
-  done
+  await_ready "http://127.0.0.1:$PORT"
   curl -fsS "$url" | grep -q '"loggedIn":true' || { echo "detail failed" >&2; exit 1; }
 }
 
