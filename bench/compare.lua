@@ -6,6 +6,8 @@
 --   create_existing  POST /api/v1/customer/create           a loaded customer's address
 --   match            POST /api/v1/customer/customer-match-customer   two loaded customers
 --   list             GET  /api/v1/customer/customer-match-list       a customer with relations
+--   search           GET  /api/v1/customer/list?q=…   a loaded customer's e-mail local part as the prefix
+--   search_group     GET  /api/v1/customer/list?group=…&premium=true   a loaded group's premium members
 -- Answers other than 2xx are counted by status and printed at the end ("statuses 404:12").
 local mode = os.getenv("BENCH_MODE")
 local data = os.getenv("BENCH_DATA")
@@ -80,6 +82,13 @@ function request()
       '{"managerCuRefNo":"' .. a[1] .. '","customerCuRefNo":"' .. b[1] .. '","notice":"bench"}')
   elseif mode == "list" then
     return wrk.format("GET", "/api/v1/customer/customer-match-list?apiKey=" .. key .. "&cuRefNo=" .. pick()[1])
+  elseif mode == "search" then
+    local prefix = string.match(pick()[2], "^[^@]+")
+    return wrk.format("GET", "/api/v1/customer/list?apiKey=" .. key .. "&limit=20&q=" .. prefix)
+  elseif mode == "search_group" then
+    local groups = {"vip", "newsletter", "wholesale", "students", "staff", "loyalty"}
+    return wrk.format("GET", "/api/v1/customer/list?apiKey=" .. key .. "&limit=20&premium=true&group=bench-"
+      .. groups[math.random(1, #groups)])
   end
   error("unknown BENCH_MODE " .. tostring(mode))
 end

@@ -237,6 +237,10 @@ measure() {
   record match "$c"
   run_wrk "list" list "$c"
   record list "$c"
+  run_wrk "search (q)" search "$c"
+  record "search (q)" "$c"
+  run_wrk "search (group, premium)" search_group "$c"
+  record "search (group, premium)" "$c"
 }
 
 load() {

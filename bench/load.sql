@@ -42,7 +42,8 @@ where space_id = :space and slug like 'bench-%' \gset
 
 insert into customers (space_id, id, cu_ref_no, email, email_canonical, email_rules_version, phone,
     first_name, last_name, company_name, premium, ban, meta, referrer_id, registration_ip, last_ip,
-    last_seen_at, created_at, updated_at)
+    last_seen_at, created_at, updated_at,
+    search_name, search_last_name, search_company_name, search_email, search_version)
 overriding system value
 select :space, :base + i - :lo, (1000000000000000 + (i * 912345678901) % 1000000000000000)::text,
     case when i % 5 = 0 then fa || '.' || la || '.' || i || '@gmail.com' else fa || '.' || la || i || '@' || dom end,
@@ -57,7 +58,11 @@ select :space, :base + i - :lo, (1000000000000000 + (i * 912345678901) % 1000000
     ip, ip,
     now() - ((i * 104729) % 43200) * interval '1 minute',
     date_trunc('day', now()) - (30 + (i * 7919) % 730) * interval '1 day' + ((i * 13) % 1440) * interval '1 minute',
-    now() - ((i * 104729) % 43200) * interval '1 minute'
+    now() - ((i * 104729) % 43200) * interval '1 minute',
+    -- The search keys (normalize::search::fold) of the ASCII names, as the server computes them.
+    fa || ' ' || la, la, case when i % 8 = 0 then la || ' s.r.o.' end,
+    case when i % 5 = 0 then fa || '.' || la || '.' || i || '@gmail.com' else fa || '.' || la || i || '@' || dom end,
+    1
 from (
     select i,
         (array['Jan', 'Petr', 'Lucie', 'Tereza', 'Tomáš', 'Jiří', 'Eva', 'Martin', 'Kateřina', 'Pavel', 'Anna',

@@ -61,7 +61,8 @@ where space_id = :space and slug like 'bench-%';
 
 insert into customers (space_id, id, cu_ref_no, email, email_canonical, email_rules_version, phone,
     first_name, last_name, company_name, premium, ban, meta, referrer_id, registration_ip, last_ip,
-    last_seen_at, created_at, updated_at)
+    last_seen_at, created_at, updated_at,
+    search_name, search_last_name, search_company_name, search_email, search_version)
 with recursive g(i) as (select :lo union all select i + 1 from g where i < :hi)
 select :space, :base + i - :lo, cast(1000000000000000 + (i * 912345678901) % 1000000000000000 as text),
     case when i % 5 = 0 then f.ascii || '.' || l.ascii || '.' || i || '@gmail.com'
@@ -79,7 +80,12 @@ select :space, :base + i - :lo, cast(1000000000000000 + (i * 912345678901) % 100
     seen.t,
     (select day || 'T' || substr(t, 12, 5) || ':00+00:00' from bench_day, bench_minute
      where bench_day.k = 30 + (i * 7919) % 730 and bench_minute.k = (i * 13) % 1440),
-    seen.t
+    seen.t,
+    -- The search keys (normalize::search::fold) of the ASCII names, as the server computes them.
+    lower(f.ascii || ' ' || l.ascii), lower(l.ascii), case when i % 8 = 0 then lower(l.ascii) || ' s.r.o.' end,
+    case when i % 5 = 0 then f.ascii || '.' || l.ascii || '.' || i || '@gmail.com'
+         else f.ascii || '.' || l.ascii || i || '@' || d.name end,
+    1
 from g join bench_first f on f.k = i % 16 join bench_last l on l.k = (i / 16) % 23
 join bench_domain d on d.k = i % 5 join bench_minute seen on seen.k = (i * 104729) % 43200
 join bench_meta meta on meta.k = i % 12 join bench_ip ip on ip.k = i & 65535;

@@ -3,8 +3,8 @@
 
 use crate::normalize::{ClientIp, CuRefNo, IdentityId};
 use crate::store::{
-    CreateCustomer, Detail, DynStore, MatchItem, MatchOutcome, MatchTarget, PagePos, Profile, RemoveOutcome, Side,
-    SpaceId, StoreError,
+    CreateCustomer, CustomerFilter, Detail, DynStore, ListedCustomer, MatchItem, MatchOutcome, MatchTarget, PagePos,
+    Profile, RemoveOutcome, Side, SpaceId, StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +110,23 @@ impl<'a> Customers<'a> {
         }
         items.truncate(limit as usize);
         let next = items.last().map(MatchItem::page_pos);
+        Ok((items, next))
+    }
+
+    /// Up to `limit` customers passing `filter`, newest first, from `from`; and where the
+    /// next page starts, if there is one.
+    pub async fn list(
+        &self,
+        filter: &CustomerFilter,
+        limit: i64,
+        from: PagePos,
+    ) -> CustomerResult<(Vec<ListedCustomer>, Option<PagePos>)> {
+        let mut items = self.store.list_customers(self.space, filter, from, limit + 1).await?;
+        if items.len() as i64 <= limit {
+            return Ok((items, None));
+        }
+        items.truncate(limit as usize);
+        let next = items.last().map(ListedCustomer::page_pos);
         Ok((items, next))
     }
 

@@ -36,6 +36,8 @@ pub mod limits {
     /// Page sizes of every list (relations, audit log).
     pub const PAGE_DEFAULT: i64 = 50;
     pub const PAGE_MAX: i64 = 500;
+    /// A search prefix (`q` of the customer list), in characters.
+    pub const SEARCH_QUERY: usize = 200;
 }
 
 /// Why an input was refused.
@@ -206,6 +208,15 @@ pub fn time(value: &str, field: &'static str, example: &str) -> InputResult<Date
     DateTime::parse_from_rfc3339(value.trim())
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| invalid(field, format!("{field} must be an RFC 3339 time, e.g. {example}")))
+}
+
+/// `true` or `false`.
+pub fn flag(value: &str, field: &'static str) -> InputResult<bool> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(field, format!("{field} must be true or false"))),
+    }
 }
 
 /// A credit movement: a non-zero whole amount within `CREDIT_AMOUNT` either way.

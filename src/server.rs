@@ -107,6 +107,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         None => tracing::info!("SANDBOX_SMTP_URL is not set: sandbox messages stay queued in mail_outbox"),
     }
     spawn_sweeper(store.clone(), accounts.confirm_token_lifetime);
+    spawn_search_keys(store.clone());
     let state = AppState::new(Shared {
         store,
         keys,
@@ -213,6 +214,31 @@ fn spawn_sweeper(store: DynStore, token_lifetime: chrono::TimeDelta) {
                 Err(e) => tracing::warn!(error = %e, "sweeping expired data failed; will retry"),
             }
             tokio::time::sleep(SWEEP_EVERY).await;
+        }
+    });
+}
+
+/// Customers whose search keys are computed per transaction by `spawn_search_keys`.
+const SEARCH_KEYS_BATCH: i64 = 1_000;
+
+/// Computes the search keys of customers stored without them (before the customer list
+/// existed, or under older rules), a batch at a time, until none are left. Until then the
+/// list's `q` may miss them; every other filter finds them.
+fn spawn_search_keys(store: DynStore) {
+    tokio::spawn(async move {
+        let mut done = 0u64;
+        loop {
+            match store.refresh_search_keys(SEARCH_KEYS_BATCH).await {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "computing search keys failed; will retry");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+        if done > 0 {
+            tracing::info!(customers = done, "search keys computed for customers stored without them");
         }
     });
 }

@@ -3,17 +3,20 @@
 
 use axum::extract::State;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{Endpoint, KeyedJson, KeyedQuery};
-use super::pagination::{decode_matches, encode_matches};
+use super::pagination::{decode_customers, decode_matches, encode_customers, encode_matches};
 use super::wire::{self, success, LoggedIn, Success, Written};
 use super::AppState;
 use crate::auth::Scope;
 use crate::customers::{Customers, MatchCursor};
-use crate::fields::{self, limits};
-use crate::store::{CreateCustomer, MatchTarget};
+use crate::fields::{self, limits, InputError};
+use crate::normalize::search::fold;
+use crate::normalize::{slugify, Region};
+use crate::store::{CreateCustomer, CustomerFilter, MatchTarget, PagePos};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -142,6 +145,99 @@ pub async fn match_list(
         managers: wire::all(page.managers),
         customers: wire::all(page.customers),
         next_cursor: page.next.as_ref().map(encode_matches),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchQuery {
+    email: Option<String>,
+    phone: Option<String>,
+    q: Option<String>,
+    group: Option<String>,
+    premium: Option<String>,
+    ban: Option<String>,
+    created_from: Option<String>,
+    created_to: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl Endpoint for SearchQuery {
+    const SCOPE: Scope = Scope::CustomerRead;
+}
+
+impl SearchQuery {
+    /// The filter the query names; each value is normalised as the stored one it is
+    /// compared with.
+    fn filter(&self, region: Region) -> Result<CustomerFilter, InputError> {
+        const EXAMPLE: &str = "2026-01-31T00:00:00Z";
+        let prefix = match fields::text(self.q.as_deref(), "q", limits::SEARCH_QUERY)? {
+            Some(q) => Some(fold(&q).ok_or_else(|| fields::invalid("q", "q must contain a letter or a digit"))?),
+            None => None,
+        };
+        let group = match self.group.as_deref() {
+            Some(g) => Some(slugify(g).ok_or_else(|| fields::invalid("group", "group must name a group"))?),
+            None => None,
+        };
+        Ok(CustomerFilter {
+            email: self
+                .email
+                .as_deref()
+                .map(|e| fields::email(e, "email"))
+                .transpose()?
+                .map(|e| e.canonical().to_owned()),
+            phone: self
+                .phone
+                .as_deref()
+                .map(|p| fields::phone(p, region, "phone"))
+                .transpose()?
+                .map(|p| p.as_str().to_owned()),
+            prefix,
+            group,
+            premium: self.premium.as_deref().map(|v| fields::flag(v, "premium")).transpose()?,
+            ban: self.ban.as_deref().map(|v| fields::flag(v, "ban")).transpose()?,
+            created_from: self.created_from.as_deref().map(|t| fields::time(t, "createdFrom", EXAMPLE)).transpose()?,
+            created_to: self.created_to.as_deref().map(|t| fields::time(t, "createdTo", EXAMPLE)).transpose()?,
+        })
+    }
+}
+
+/// A customer as the list gives it: the profile and when it was created and last changed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listed {
+    #[serde(flatten)]
+    profile: wire::Profile,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerList {
+    customers: Vec<Listed>,
+    next_cursor: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    req: KeyedQuery<SearchQuery>,
+) -> Result<Json<Success<CustomerList>>, ApiError> {
+    let q = req.query;
+    let filter = q.filter(state.contacts.phone_region)?;
+    let limit = fields::page_limit(q.limit.as_deref())?;
+    let from = match q.cursor.as_deref() {
+        None => PagePos::TOP,
+        Some(c) => decode_customers(c).ok_or_else(|| fields::invalid("cursor", "cursor is not valid"))?,
+    };
+    let (items, next) = Customers::new(&state.store, req.caller.space).list(&filter, limit, from).await?;
+    Ok(Json(success(CustomerList {
+        customers: items
+            .into_iter()
+            .map(|c| Listed { profile: c.profile.into(), created_at: c.created_at, updated_at: c.updated_at })
+            .collect(),
+        next_cursor: next.map(encode_customers),
     })))
 }
 

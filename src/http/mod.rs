@@ -131,6 +131,7 @@ fn routes() -> Routes {
         .keyed::<c::MatchBody>(M::POST, "/api/v1/customer/customer-match-customer", post(c::match_customer))
         .keyed::<c::ListQuery>(M::GET, "/api/v1/customer/customer-match-list", get(c::match_list))
         .keyed::<c::RemoveBody>(M::POST, "/api/v1/customer/customer-match-remove", post(c::match_remove))
+        .keyed::<c::SearchQuery>(M::GET, "/api/v1/customer/list", get(c::list))
         .keyed::<ContactBody>(M::POST, "/api/v1/customer/create-or-update", post(p::create_or_update))
         .keyed::<p::CreditBody>(M::POST, "/api/v1/customer/credit-add", post(p::credit_add))
         .keyed::<p::DeleteBody>(M::POST, "/api/v1/customer/delete", post(p::delete))

@@ -12,6 +12,8 @@ use crate::store::PagePos;
 const MATCHES: &str = "v1";
 /// The audit log.
 const AUDIT: &str = "a1";
+/// The customer list.
+const CUSTOMERS: &str = "c1";
 
 fn encode(tag: &str, positions: &[Option<PagePos>]) -> String {
     let mut text = tag.to_owned();
@@ -68,6 +70,15 @@ pub fn decode_audit(cursor: &str) -> Option<PagePos> {
     pos
 }
 
+pub fn encode_customers(pos: PagePos) -> String {
+    encode(CUSTOMERS, &[Some(pos)])
+}
+
+pub fn decode_customers(cursor: &str) -> Option<PagePos> {
+    let [pos] = decode(CUSTOMERS, cursor)?;
+    pos
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +111,15 @@ mod tests {
             assert_eq!(decode_audit(junk), None, "{junk}");
         }
         assert_eq!(decode_audit(&encode_matches(&MatchCursor::START)), None, "another list's cursor");
+    }
+
+    #[test]
+    fn customer_cursor_round_trips_and_rejects_junk() {
+        assert_eq!(decode_customers(&encode_customers(pos(9))), Some(pos(9)));
+        for junk in
+            ["", "zz", &hex::encode("c2|1.1"), &hex::encode("c1|x.1"), &hex::encode("c1|-"), &encode_audit(pos(9))]
+        {
+            assert_eq!(decode_customers(junk), None, "{junk}");
+        }
     }
 }

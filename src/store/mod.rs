@@ -287,6 +287,28 @@ pub trait ContactStore: Send + Sync {
     async fn erase_customer(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool>;
 }
 
+/// Customers listed and searched, and the search keys they are found by.
+#[async_trait]
+pub trait SearchStore: Send + Sync {
+    /// Up to `limit` live customers of the space that pass `filter`, newest first,
+    /// strictly before `before`.
+    async fn list_customers(
+        &self,
+        space: SpaceId,
+        filter: &CustomerFilter,
+        before: PagePos,
+        limit: i64,
+    ) -> StoreResult<Vec<ListedCustomer>>;
+    /// The plan the database chooses for the first page of `filter`, as it describes it
+    /// (`EXPLAIN` on PostgreSQL, `EXPLAIN QUERY PLAN` on SQLite): to check that each
+    /// filter is served by its index.
+    async fn explain_list_customers(&self, space: SpaceId, filter: &CustomerFilter) -> StoreResult<String>;
+    /// Computes the search keys of up to `limit` customers stored without them (written
+    /// before search existed, or under older rules); how many it computed, 0 when none
+    /// are left.
+    async fn refresh_search_keys(&self, limit: i64) -> StoreResult<u64>;
+}
+
 /// The mail outbox: messages queued by registration, read by the SMTP sender.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
@@ -309,9 +331,12 @@ pub struct Swept {
 }
 
 /// Everything the server stores; a `DynStore` answers every area's methods.
-pub trait Store: AdminStore + CustomerStore + AccountStore + ContactStore + OutboxStore + 'static {}
+pub trait Store:
+    AdminStore + CustomerStore + SearchStore + AccountStore + ContactStore + OutboxStore + 'static
+{
+}
 
-impl<T: AdminStore + CustomerStore + AccountStore + ContactStore + OutboxStore + 'static> Store for T {}
+impl<T: AdminStore + CustomerStore + SearchStore + AccountStore + ContactStore + OutboxStore + 'static> Store for T {}
 
 pub type DynStore = Arc<dyn Store>;
 

@@ -14,6 +14,10 @@ mod dialect {
     /// A write transaction needs nothing special: row locks are taken as rows are written.
     pub const BEGIN_WRITE: &str = "begin";
 
+    /// Put before a statement, shows its plan instead, a line per row in `EXPLAIN_COLUMN`.
+    pub const EXPLAIN: &str = "explain ";
+    pub const EXPLAIN_COLUMN: &str = "QUERY PLAN";
+
     /// Appended to a read of the customer a transaction is about to write: the row is
     /// locked, so the write and an erasure of that customer happen one after the other.
     pub const LOCK_ROW: &str = " for update";

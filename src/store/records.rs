@@ -264,6 +264,41 @@ impl MatchItem {
     }
 }
 
+/// What the customer list is narrowed to; every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerFilter {
+    /// A canonical address: the customer's own or one of its alternates.
+    pub email: Option<String>,
+    /// A phone number in its stored form: the customer's own or one of its alternates.
+    pub phone: Option<String>,
+    /// A folded prefix (`normalize::search`) of the full name, last name, company or e-mail.
+    pub prefix: Option<String>,
+    /// A group's slug.
+    pub group: Option<String>,
+    pub premium: Option<bool>,
+    pub ban: Option<bool>,
+    /// Created at or after.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_to: Option<DateTime<Utc>>,
+}
+
+/// One customer as the list gives it.
+#[derive(Debug, Clone)]
+pub struct ListedCustomer {
+    pub profile: Profile,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The row id: the tie-breaker of the page order.
+    pub id: i64,
+}
+
+impl ListedCustomer {
+    pub fn page_pos(&self) -> PagePos {
+        PagePos { created_at: self.created_at, id: self.id }
+    }
+}
+
 /// Which side of a relation a list is of, as seen from the customer asked about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {

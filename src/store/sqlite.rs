@@ -18,6 +18,10 @@ mod dialect {
     /// upgrade under a concurrent writer.
     pub const BEGIN_WRITE: &str = "begin immediate";
 
+    /// Put before a statement, shows its plan instead, a line per row in `EXPLAIN_COLUMN`.
+    pub const EXPLAIN: &str = "explain query plan ";
+    pub const EXPLAIN_COLUMN: &str = "detail";
+
     /// Nothing to lock row by row: a write transaction holds the database's one write lock.
     pub const LOCK_ROW: &str = "";
 

@@ -28,4 +28,5 @@ mod profile;
 mod races;
 mod ratelimit;
 mod scale;
+mod search;
 mod seed_examples;

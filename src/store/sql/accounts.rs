@@ -54,6 +54,10 @@ impl SqlStore {
             row.bind(sqlx::query_as(OnEmailTaken::Register.insert()), now).fetch_optional(&mut *tx).await?;
         let (customer, outcome) = match written {
             Some((customer, cu_ref_no)) => {
+                if cu_ref_no != cu.as_str() {
+                    // A guest's empty names were filled in.
+                    super::search::refresh_keys_of(&mut tx, space, customer).await?;
+                }
                 // A new password: tokens sent for an older one must not confirm it.
                 sqlx::query("delete from account_tokens where space_id = $1 and customer_id = $2 and used_at is null")
                     .bind(space.0)

@@ -11,6 +11,7 @@ mod batch;
 mod contacts;
 mod customers;
 mod outbox;
+mod search;
 
 use std::sync::LazyLock;
 
@@ -24,7 +25,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Executor, Pool};
 
 use super::{dialect, Db};
-use crate::normalize::{ClientIp, CuRefNo, Email, EMAIL_RULES_VERSION};
+use crate::normalize::{ClientIp, CuRefNo, Email, SearchKeys, EMAIL_RULES_VERSION, SEARCH_RULES_VERSION};
 use crate::store::{Group, Profile, Referrer, RunningSubscription, SpaceId, StoreError, StoreResult};
 
 /// The store over one pool of this backend.
@@ -252,8 +253,10 @@ async fn lock_customer(tx: &mut Tx, space: SpaceId, cu_ref_no: &str) -> StoreRes
 const INSERT_CUSTOMER: &str = "insert into customers (space_id, cu_ref_no, email, email_canonical, \
      email_rules_version, phone, first_name, last_name, company_name, company_registration_number, \
      tax_identification_number, premium, ban, meta, registration_ip, last_ip, last_seen_at, created_at, updated_at, \
-     password_hash, account_confirmed_at) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17, $17, $18, $19)";
+     password_hash, account_confirmed_at, search_name, search_last_name, search_company_name, search_email, \
+     search_version) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17, $17, $18, $19, \
+     $20, $21, $22, $23, $24)";
 
 /// What inserting a customer does when its canonical e-mail belongs to a customer already.
 #[derive(Clone, Copy)]
@@ -280,6 +283,8 @@ impl OnEmailTaken {
                  excluded.company_registration_number), \
                  tax_identification_number = coalesce(customers.tax_identification_number, \
                  excluded.tax_identification_number), \
+                 search_company_name = case when customers.company_name is null \
+                 then excluded.search_company_name else customers.search_company_name end, \
                  last_ip = excluded.last_ip, last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at"
             }
             OnEmailTaken::Register => {
@@ -332,6 +337,8 @@ impl<'a> NewCustomer<'a> {
     /// Binds the row to `INSERT_CUSTOMER`'s placeholders, with `now` as its creation time.
     fn bind<O>(&self, query: QueryAs<'a, Db, O, Args<'a>>, now: DateTime<Utc>) -> QueryAs<'a, Db, O, Args<'a>> {
         static EMPTY: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
+        let keys =
+            SearchKeys::of(self.first_name, self.last_name, self.company_name, self.email.map(Email::normalized));
         query
             .bind(self.space)
             .bind(self.cu_ref_no)
@@ -352,6 +359,11 @@ impl<'a> NewCustomer<'a> {
             .bind(now)
             .bind(self.password_hash)
             .bind(self.account_confirmed_at)
+            .bind(keys.name)
+            .bind(keys.last_name)
+            .bind(keys.company_name)
+            .bind(keys.email)
+            .bind(SEARCH_RULES_VERSION)
     }
 }
 

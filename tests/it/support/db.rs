@@ -220,7 +220,8 @@ impl TestDb {
         let sql = "select \
             (select count(*) from customers where erased_at is not null and (email is not null \
              or email_canonical is not null or phone is not null or first_name is not null \
-             or last_name is not null or company_name is not null or meta <> '{}')) \
+             or last_name is not null or company_name is not null or meta <> '{}' or search_name is not null \
+             or search_last_name is not null or search_company_name is not null or search_email is not null)) \
           + (select count(*) from contact_points p join customers c on c.id = p.customer_id where c.erased_at is not null) \
           + (select count(*) from customer_group_members m join customers c on c.id = m.customer_id where c.erased_at is not null) \
           + (select count(*) from subscriptions s join customers c on c.id = s.customer_id where c.erased_at is not null) \

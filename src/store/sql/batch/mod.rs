@@ -28,7 +28,7 @@ fn at(template: &str, n: usize) -> String {
 
 /// The rows of the JSON array of objects bound to `$n` as a derived table `x`, with the
 /// given `(field, type)` columns and `x.ord`, the position in the array.
-fn rows(n: usize, columns: &[(&str, &str)]) -> String {
+pub(super) fn rows(n: usize, columns: &[(&str, &str)]) -> String {
     let fields: Vec<String> = columns
         .iter()
         .map(|(name, ty)| format!("{} as {name}", dialect::JSON_FIELD.replace("{name}", name).replace("{type}", ty)))

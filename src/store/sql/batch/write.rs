@@ -12,6 +12,7 @@ use super::super::StoredSubscription;
 use super::decide::{Customer, Owner, State, Subscription};
 use super::prefetch::read_groups;
 use super::{at, dialect, rows, to_json, Tx};
+use crate::normalize::{SearchKeys, SEARCH_RULES_VERSION};
 use crate::store::{Group, RunningSubscription, SpaceId, StoreError, StoreResult, SubscriptionStatus};
 
 /// A JSON text parameter (`x.{name}`) as its column stores it.
@@ -24,10 +25,12 @@ static INSERT_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into customers (space_id, cu_ref_no, email, email_canonical, email_rules_version, phone, \
          first_name, last_name, company_name, company_registration_number, tax_identification_number, premium, ban, \
-         meta, profile_groups, profile_subscriptions, registration_ip, last_ip, created_at, updated_at) \
+         meta, profile_groups, profile_subscriptions, registration_ip, last_ip, created_at, updated_at, \
+         search_name, search_last_name, search_company_name, search_email, search_version) \
          select $1, x.cu_ref_no, x.email, x.email_canonical, x.email_rules_version, x.phone, x.first_name, \
          x.last_name, x.company_name, x.company_registration_number, x.tax_identification_number, x.premium, x.ban, \
-         {}, {}, {}, x.registration_ip, x.last_ip, $3, $3 from {} order by x.ord returning id, cu_ref_no",
+         {}, {}, {}, x.registration_ip, x.last_ip, $3, $3, x.search_name, x.search_last_name, x.search_company_name, \
+         x.search_email, {SEARCH_RULES_VERSION} from {} order by x.ord returning id, cu_ref_no",
         json_value("meta"),
         json_value("profile_groups"),
         json_value("profile_subscriptions"),
@@ -46,6 +49,9 @@ static UPDATE_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
          tax_identification_number = x.tax_identification_number, premium = x.premium, ban = x.ban, meta = {}, \
          profile_groups = coalesce({}, customers.profile_groups), \
          profile_subscriptions = coalesce({}, customers.profile_subscriptions), \
+         search_name = x.search_name, search_last_name = x.search_last_name, \
+         search_company_name = x.search_company_name, search_email = x.search_email, \
+         search_version = {SEARCH_RULES_VERSION}, \
          last_ip = x.last_ip, updated_at = $3 from {} where customers.space_id = $1 and customers.id = x.id",
         json_value("meta"),
         json_value("profile_groups"),
@@ -73,6 +79,10 @@ const CUSTOMER_FIELDS: &[(&str, &str)] = &[
     ("profile_subscriptions", "text"),
     ("registration_ip", "text"),
     ("last_ip", "text"),
+    ("search_name", "text"),
+    ("search_last_name", "text"),
+    ("search_company_name", "text"),
+    ("search_email", "text"),
 ];
 
 static SET_REFERRERS: LazyLock<String> = LazyLock::new(|| {
@@ -185,6 +195,10 @@ struct CustomerOut<'a> {
     profile_subscriptions: Option<String>,
     registration_ip: Option<&'a str>,
     last_ip: Option<&'a str>,
+    search_name: Option<String>,
+    search_last_name: Option<String>,
+    search_company_name: Option<String>,
+    search_email: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -215,6 +229,12 @@ impl State {
         };
         let profile_subscriptions =
             if c.new || c.subscriptions_changed { Some(self.profile_subscriptions(c)?) } else { None };
+        let keys = SearchKeys::of(
+            c.first_name.as_deref(),
+            c.last_name.as_deref(),
+            c.company_name.as_deref(),
+            c.email.as_deref(),
+        );
         Ok(CustomerOut {
             id: c.id,
             cu_ref_no: &c.cu_ref_no,
@@ -235,6 +255,10 @@ impl State {
             profile_subscriptions,
             registration_ip: c.registration_ip.as_deref(),
             last_ip: c.last_ip.as_deref(),
+            search_name: keys.name,
+            search_last_name: keys.last_name,
+            search_company_name: keys.company_name,
+            search_email: keys.email,
         })
     }
 
