@@ -358,6 +358,10 @@ async fn every_filter_is_served_by_its_index_at_100k() {
             assert!(plan.contains(index), "{filter:?} does not use {index}:\n{plan}");
         }
     }
+    // A group of half the space is read by walking the list, not member by member.
+    let common = CustomerFilter { group: Some("common".into()), ..Default::default() };
+    let plan = app.store.explain_list_customers(SpaceId(space), &common).await.unwrap();
+    assert!(!plan.contains("Seq Scan on customers") && plan.contains("customers_listed"), "{plan}");
     // The plans find what they describe.
     for (filter, want) in [
         (CustomerFilter { email: Some("user77777@example.com".into()), ..Default::default() }, 1),

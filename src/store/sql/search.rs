@@ -12,6 +12,9 @@ use sqlx::{QueryBuilder, Row};
 
 use super::batch::rows;
 use super::{dialect, Db, ProfileRow, SqlStore, Tx, PROFILE_COLUMNS, REFERRER_JOIN};
+
+/// A connection of the pool.
+type Conn = sqlx::pool::PoolConnection<Db>;
 use crate::normalize::search::{prefix_range, SearchKeys, SEARCH_RULES_VERSION};
 use crate::store::{now, CustomerFilter, ListedCustomer, PagePos, SearchStore, SpaceId, StoreError, StoreResult};
 
@@ -34,8 +37,8 @@ enum Hits<'f> {
     Point { kind: &'static str, own_column: &'static str, value: &'f str },
     /// A folded prefix of any search key.
     Prefix(&'f str),
-    /// A group's slug.
-    Group(&'f str),
+    /// A group, by id.
+    Group(i64),
 }
 
 impl Hits<'_> {
@@ -69,14 +72,13 @@ impl Hits<'_> {
                         .push_bind(to.clone());
                 }
             }
-            Hits::Group(slug) => {
-                q.push(
-                    "select m.customer_id as id from customer_group_members m join customer_groups g \
-                     on g.space_id = m.space_id and g.id = m.group_id where m.space_id = ",
-                )
-                .push_bind(space.0)
-                .push(" and g.slug = ")
-                .push_bind(slug.to_owned());
+            Hits::Group(id) => {
+                // The id is written into the statement, not bound: the planner then knows
+                // how many members this group has (a rare group is read through its
+                // members, a large one by walking the list), in whichever plan it keeps.
+                q.push("select customer_id as id from customer_group_members where space_id = ")
+                    .push_bind(space.0)
+                    .push(format_args!(" and group_id = {id}"));
             }
         }
     }
@@ -94,6 +96,7 @@ fn list_query(
     explain: &str,
     space: SpaceId,
     filter: &CustomerFilter,
+    group: Option<i64>,
     before: PagePos,
     limit: i64,
 ) -> QueryBuilder<'static, Db> {
@@ -107,8 +110,8 @@ fn list_query(
     if let Some(prefix) = &filter.prefix {
         hits.push(Hits::Prefix(prefix));
     }
-    if let Some(slug) = &filter.group {
-        hits.push(Hits::Group(slug));
+    if let Some(id) = group {
+        hits.push(Hits::Group(id));
     }
     let mut q = QueryBuilder::new(format!("{explain}select {PROFILE_COLUMNS}, c.id, c.created_at, c.updated_at from "));
     let mut rest = hits.iter();
@@ -153,6 +156,18 @@ fn list_query(
         .push(") order by c.created_at desc, c.id desc limit ")
         .push_bind(limit);
     q
+}
+
+/// The id of the filter's group: `Ok(None)` without a group filter, `Err(())` when the
+/// group does not exist (and the list is empty).
+async fn group_id(conn: &mut Conn, space: SpaceId, filter: &CustomerFilter) -> StoreResult<Result<Option<i64>, ()>> {
+    let Some(slug) = &filter.group else { return Ok(Ok(None)) };
+    let id: Option<i64> = sqlx::query_scalar("select id from customer_groups where space_id = $1 and slug = $2")
+        .bind(space.0)
+        .bind(slug)
+        .fetch_optional(&mut **conn)
+        .await?;
+    Ok(id.map(Some).ok_or(()))
 }
 
 /// The page size a plan is shown for: the default page, one more to learn whether there is a next.
@@ -267,8 +282,10 @@ impl SearchStore for SqlStore {
         before: PagePos,
         limit: i64,
     ) -> StoreResult<Vec<ListedCustomer>> {
+        let mut conn = self.conn().await?;
+        let Ok(group) = group_id(&mut conn, space, filter).await? else { return Ok(Vec::new()) };
         let rows: Vec<ListedRow> =
-            list_query("", space, filter, before, limit).build_query_as().fetch_all(&mut *self.conn().await?).await?;
+            list_query("", space, filter, group, before, limit).build_query_as().fetch_all(&mut *conn).await?;
         let now = now();
         Ok(rows
             .into_iter()
@@ -282,9 +299,12 @@ impl SearchStore for SqlStore {
     }
 
     async fn explain_list_customers(&self, space: SpaceId, filter: &CustomerFilter) -> StoreResult<String> {
-        let rows = list_query(dialect::EXPLAIN, space, filter, PagePos::TOP, EXPLAINED_PAGE)
+        let mut conn = self.conn().await?;
+        // A group that does not exist: the plan of one that does, but has no members.
+        let group = group_id(&mut conn, space, filter).await?.unwrap_or(Some(0));
+        let rows = list_query(dialect::EXPLAIN, space, filter, group, PagePos::TOP, EXPLAINED_PAGE)
             .build()
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *conn)
             .await?;
         let lines =
             rows.iter().map(|r| r.try_get::<String, _>(dialect::EXPLAIN_COLUMN)).collect::<Result<Vec<_>, _>>()?;
