@@ -354,10 +354,9 @@ fn note_connection_lost() {
     CONNECTION_LOST_AT.store(Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Whether a pooled connection should be tested before it is used. sqlx tests each one
-/// as it is returned; testing it again as it is taken would cost a round trip on every
-/// request, so only a connection that may have broken since is tested: one idle for a
-/// while, or any shortly after another was found broken.
+/// Whether a pooled connection should be tested before it is used. Testing every one would
+/// cost a round trip on every request, so only a connection that may have broken since its
+/// last use is tested: one idle for a while, or any shortly after another was found broken.
 fn test_before_use(idle_for: std::time::Duration) -> bool {
     let lost_at = CONNECTION_LOST_AT.load(std::sync::atomic::Ordering::Relaxed);
     let since_loss = Utc::now().timestamp_millis().saturating_sub(lost_at);
@@ -396,19 +395,6 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<DynSt
     } else {
         anyhow::bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")
     }
-}
-
-/// Pool options both backends start from: a connection is tested before use only when
-/// `test_before_use` says it may have broken.
-fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
-    sqlx::pool::PoolOptions::new().test_before_acquire(false).before_acquire(|conn, meta| {
-        Box::pin(async move {
-            if test_before_use(meta.idle_for) {
-                sqlx::Connection::ping(conn).await?;
-            }
-            Ok(true)
-        })
-    })
 }
 
 #[cfg(test)]

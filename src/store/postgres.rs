@@ -47,6 +47,8 @@ mod dialect {
         Some("analyze customers, contact_points, customer_group_members, subscriptions");
 
     pub use super::key_changes;
+
+    pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 }
 
 // Compiled once per backend on purpose: see the module docs of `store`.
@@ -65,13 +67,9 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?
             .application_name("bizkit-mirror")
             .options([("statement_timeout", timeout.as_str())]);
-        let pool = super::pool_options::<Db>()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self::new(pool))
+        let store = Self::open(options, settings.max_connections, settings.acquire_timeout);
+        store.migrate().await?;
+        Ok(store)
     }
 }
 
@@ -83,10 +81,10 @@ const KEY_CHANGES_CHANNEL: &str = "bizkit_key_changes";
 const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Listens for key changes on a connection of its own, beside the pool's.
-pub async fn key_changes(pool: &sqlx::Pool<Db>) -> super::StoreResult<Option<Box<dyn super::KeyChanges>>> {
+pub async fn key_changes(options: &PgConnectOptions) -> super::StoreResult<Option<Box<dyn super::KeyChanges>>> {
     // A pool of its own, one connection held for good: taken from the store's pool it
     // would be missing there for as long as the process runs.
-    let options = (*pool.connect_options()).clone();
+    let options = options.clone();
     let own = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
     let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
     listener.listen(KEY_CHANGES_CHANNEL).await?;

@@ -51,10 +51,12 @@ mod dialect {
     /// One server process serves a SQLite file, and revokes through it evict at once;
     /// changes made by the command line reach it when its key cache expires.
     pub async fn key_changes(
-        _pool: &sqlx::Pool<super::Db>,
+        _options: &sqlx::sqlite::SqliteConnectOptions,
     ) -> crate::store::StoreResult<Option<Box<dyn crate::store::KeyChanges>>> {
         Ok(None)
     }
+
+    pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 }
 
 // Compiled once per backend on purpose: see the module docs of `store`.
@@ -106,18 +108,14 @@ impl SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        let pool = super::pool_options::<Db>()
-            .max_connections(settings.max_connections.min(8))
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
-            .await?;
+        let store = Self::open(options, settings.max_connections.min(8), settings.acquire_timeout);
         // SQLite's migrator takes no lock: two instances starting at once on one file race,
         // and the loser's transaction fails (a table "already exists", or the database is
         // busy). Its migration rolled back whole, so running the migrator again, once the
         // winner is done, finds the work done.
         let mut attempt = 0;
         loop {
-            match sqlx::migrate!("migrations/sqlite").run(&pool).await {
+            match store.migrate().await {
                 Ok(()) => break,
                 Err(e) if attempt < MIGRATION_ATTEMPTS => {
                     attempt += 1;
@@ -127,6 +125,6 @@ impl SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Self::new(pool))
+        Ok(store)
     }
 }

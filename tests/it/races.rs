@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::TestApp;
+use crate::support::{Backend, TestApp};
 
 const CREATE: &str = "/api/v1/customer/create";
 const UPSERT: &str = "/api/v1/customer/create-or-update";
@@ -50,3 +50,63 @@ backend_test!(erasure_serialises_with_writes_of_the_same_customer, |app| {
         assert_ne!(again, cu, "round {round}: the erased cuRefNo came back");
     }
 });
+
+/// Calls abandoned part-way (a client that went away, a timeout), on a pool of one
+/// connection, so every call reuses the one the abandoned ones left behind: reads and
+/// write transactions stopped at every point leave it answering correctly, and no write
+/// is half-applied.
+async fn abandoned_calls_leave_their_connection_usable(backend: Backend) {
+    use bizkit_mirror::normalize::{ClientIp, CuRefNo, Email};
+    use bizkit_mirror::store::{connect, CreateCustomer, CreditAdd, Mode, PoolSettings};
+    use std::time::Duration;
+
+    let Some(db) = crate::support::TestDb::new(backend).await else { return };
+    let settings = PoolSettings { max_connections: 1, ..PoolSettings::default() };
+    let store = connect(&db.url, &settings).await.expect("connect");
+    // Setup: a customer
+    store.ensure_organisation("acme", "Acme").await.unwrap();
+    let space = store.space_of("acme", Mode::Live).await.unwrap();
+    let ip = ClientIp::parse(None).unwrap();
+    let input = CreateCustomer {
+        email: Email::parse("abandoned@example.com").unwrap(),
+        company_name: None,
+        company_registration_number: None,
+        tax_identification_number: None,
+        ip: ip.clone(),
+    };
+    let (_, profile) = store.find_or_create_by_email(space, &input).await.unwrap();
+    let cu = CuRefNo::parse(&profile.cu_ref_no).unwrap();
+    let credit = CreditAdd { cu_ref_no: cu.clone(), amount: 1, reason: "abandoned".into(), idempotency: None };
+
+    // Exec: reads and credit writes, each given from no time at all to half a millisecond
+    let mut abandoned = 0;
+    let mut credited = 0;
+    for round in 0..200u64 {
+        let budget = Duration::from_micros(10 * (round % 50));
+        match tokio::time::timeout(budget, store.customer_detail(space, &cu, "none", &ip)).await {
+            Ok(read) => assert!(read.expect("a read after abandoned ones").is_some()),
+            Err(_) => abandoned += 1,
+        }
+        match tokio::time::timeout(budget, store.add_credit(space, &credit)).await {
+            Ok(written) => {
+                written.expect("a write after abandoned ones");
+                credited += 1;
+            }
+            Err(_) => abandoned += 1,
+        }
+    }
+    assert!(abandoned > 0, "no call was abandoned: the test did not test");
+
+    // Check: the connection answers, and the balance is the sum of the ledger rows written
+    // whole (at least the calls that finished, at most every call)
+    for _ in 0..5 {
+        let detail = store.customer_detail(space, &cu, "none", &ip).await.unwrap().expect("the customer");
+        assert_eq!(detail.profile.cu_ref_no, cu.as_str());
+    }
+    let balance = store.customer_detail(space, &cu, "none", &ip).await.unwrap().unwrap().profile.credit_balance;
+    assert!((credited..=200).contains(&balance), "balance {balance}, {credited} calls finished");
+    let ledger = db.execute("update credit_ledger set reason = reason").await;
+    assert_eq!(ledger as i64, balance, "a ledger row without its balance, or the reverse");
+}
+
+per_backend!(abandoned_calls, super::abandoned_calls_leave_their_connection_usable);

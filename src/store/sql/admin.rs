@@ -103,16 +103,18 @@ impl AdminStore for SqlStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
+        let status = self.pool.status();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         PoolStats {
-            size: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            max: self.pool.options().get_max_connections(),
+            size: count(status.size),
+            idle: count(status.available),
+            max: count(status.max_size),
             waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
     async fn key_changes(&self) -> StoreResult<Option<Box<dyn KeyChanges>>> {
-        super::dialect::key_changes(&self.pool).await
+        super::dialect::key_changes(&self.pool.manager().options).await
     }
 
     async fn ensure_organisation(&self, slug: &str, name: &str) -> StoreResult<bool> {

@@ -11,6 +11,7 @@ mod batch;
 mod contacts;
 mod customers;
 mod outbox;
+mod pool;
 mod search;
 
 use std::sync::LazyLock;
@@ -21,8 +22,7 @@ use sqlx::query::QueryAs;
 use sqlx::types::Json;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Executor, Pool};
+use sqlx::Executor;
 
 use super::{dialect, Db};
 use crate::normalize::{ClientIp, CuRefNo, Email, SearchKeys, EMAIL_RULES_VERSION, SEARCH_RULES_VERSION};
@@ -30,7 +30,7 @@ use crate::store::{Group, Profile, Referrer, RunningSubscription, SpaceId, Store
 
 /// The store over one pool of this backend.
 pub struct SqlStore {
-    pool: Pool<Db>,
+    pool: pool::Pool,
     /// Customers created by imports since this store opened: statistics are refreshed as
     /// it passes `next_analyze`.
     imported: std::sync::atomic::AtomicU64,
@@ -40,20 +40,33 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    pub(super) fn new(pool: Pool<Db>) -> Self {
+    /// A store over a pool of at most `max` connections opened with `options`; taking one
+    /// waits at most `acquire_timeout`. Nothing is opened yet.
+    pub(super) fn open(
+        options: <<Db as sqlx::Database>::Connection as sqlx::Connection>::Options,
+        max: u32,
+        acquire_timeout: std::time::Duration,
+    ) -> Self {
+        let pool = pool::build(options, max, acquire_timeout);
         Self { pool, imported: 0.into(), next_analyze: FIRST_ANALYZE.into(), waiting: 0.into() }
     }
 
+    /// Brings the database's schema up to date.
+    pub(super) async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        let mut conn = self.conn().await?;
+        dialect::MIGRATOR.run(&mut *conn).await
+    }
+
     /// A connection of the pool for one statement; returned when dropped.
-    async fn conn(&self) -> Result<PoolConnection<Db>, sqlx::Error> {
+    async fn conn(&self) -> Result<pool::Conn, sqlx::Error> {
         let _waiting = Waiting::enter(&self.waiting);
-        self.pool.acquire().await
+        pool::Conn::take(&self.pool).await
     }
 
     /// A transaction on a connection of the pool, begun with `statement`.
     async fn begin_with(&self, statement: &'static str) -> Result<Tx, sqlx::Error> {
         let _waiting = Waiting::enter(&self.waiting);
-        self.pool.begin_with(statement).await
+        Tx::begin(pool::Conn::take(&self.pool).await?, statement).await
     }
 
     /// A transaction begun with the backend's plain `BEGIN`.
@@ -87,7 +100,7 @@ const FIRST_ANALYZE: u64 = 1_000;
 type Args<'q> = <Db as sqlx::Database>::Arguments<'q>;
 
 /// A transaction of this backend, as the writes inside one take it.
-type Tx = sqlx::Transaction<'static, Db>;
+type Tx = pool::Tx;
 
 /// Last-seen writes for one session happen at most this often.
 const SESSION_TOUCH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);

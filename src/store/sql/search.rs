@@ -11,10 +11,9 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Row};
 
 use super::batch::rows;
+use super::pool::Conn;
 use super::{dialect, Db, ProfileRow, SqlStore, Tx, PROFILE_COLUMNS, REFERRER_JOIN};
 
-/// A connection of the pool.
-type Conn = sqlx::pool::PoolConnection<Db>;
 use crate::normalize::search::{prefix_range, SearchKeys, SEARCH_RULES_VERSION};
 use crate::store::{now, CustomerFilter, ListedCustomer, PagePos, SearchStore, SpaceId, StoreError, StoreResult};
 
