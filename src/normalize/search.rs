@@ -13,24 +13,7 @@ pub const KEY_MAX: usize = 200;
 /// Lower-case ASCII transliteration, with every run of whitespace (or anything without a
 /// transliteration) one space, trimmed; `None` when nothing is left.
 pub fn fold(text: &str) -> Option<String> {
-    let ascii = deunicode::deunicode_with_tofu(text, " ");
-    let mut key = String::with_capacity(ascii.len().min(KEY_MAX));
-    let mut gap = false;
-    for c in ascii.chars() {
-        if c.is_ascii_graphic() {
-            if gap && !key.is_empty() {
-                key.push(' ');
-            }
-            gap = false;
-            key.push(c.to_ascii_lowercase());
-        } else {
-            gap = true;
-        }
-        if key.len() >= KEY_MAX {
-            key.truncate(KEY_MAX);
-            break;
-        }
-    }
+    let key = super::slug::ascii_words(text, |c| c.is_ascii_graphic(), ' ', KEY_MAX);
     (!key.is_empty()).then_some(key)
 }
 

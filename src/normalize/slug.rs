@@ -6,25 +6,37 @@ pub const SLUG_MAX: usize = 100;
 
 /// The slug of `name`, or `None` when nothing letter- or digit-like is left.
 pub fn slugify(name: &str) -> Option<String> {
-    let ascii = deunicode::deunicode(name);
-    let mut slug = String::with_capacity(ascii.len());
-    let mut gap = false;
-    for c in ascii.chars() {
-        if c.is_ascii_alphanumeric() {
-            if gap && !slug.is_empty() {
-                slug.push('-');
-            }
-            gap = false;
-            slug.push(c.to_ascii_lowercase());
-        } else {
-            gap = true;
-        }
-    }
+    let mut slug = ascii_words(name, |c| c.is_ascii_alphanumeric(), '-', usize::MAX);
     if slug.len() > SLUG_MAX {
         let cut = slug[..SLUG_MAX].rfind('-').filter(|&i| i > SLUG_MAX / 2).unwrap_or(SLUG_MAX);
         slug.truncate(cut);
     }
     (!slug.is_empty()).then_some(slug)
+}
+
+/// `text` transliterated to ASCII and lower-cased, keeping the characters `keep` accepts:
+/// each run of others (or of what has no transliteration) becomes one `separator` between
+/// words, none at either end; cut at `max` bytes.
+pub(super) fn ascii_words(text: &str, keep: fn(char) -> bool, separator: char, max: usize) -> String {
+    let ascii = deunicode::deunicode_with_tofu(text, " ");
+    let mut out = String::with_capacity(ascii.len().min(max));
+    let mut gap = false;
+    for c in ascii.chars() {
+        if keep(c) {
+            if gap && !out.is_empty() {
+                out.push(separator);
+            }
+            gap = false;
+            out.push(c.to_ascii_lowercase());
+            if out.len() >= max {
+                out.truncate(max);
+                break;
+            }
+        } else {
+            gap = true;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
