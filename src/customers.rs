@@ -2,6 +2,7 @@
 //! manager → customer relations with their two-sided pages.
 
 use crate::normalize::{ClientIp, CuRefNo, IdentityId};
+use crate::store::split_page;
 use crate::store::{
     CreateCustomer, CustomerFilter, Detail, DynStore, ListedCustomer, MatchItem, MatchOutcome, MatchTarget, PagePos,
     Profile, RemoveOutcome, Side, SpaceId, StoreError,
@@ -104,13 +105,8 @@ impl<'a> Customers<'a> {
         limit: i64,
     ) -> CustomerResult<(Vec<MatchItem>, Option<PagePos>)> {
         let Some(from) = from else { return Ok((Vec::new(), None)) };
-        let mut items = self.store.list_matches(self.space, cu, side, from, limit + 1).await?;
-        if items.len() as i64 <= limit {
-            return Ok((items, None));
-        }
-        items.truncate(limit as usize);
-        let next = items.last().map(MatchItem::page_pos);
-        Ok((items, next))
+        let items = self.store.list_matches(self.space, cu, side, from, limit + 1).await?;
+        Ok(split_page(items, limit, MatchItem::page_pos))
     }
 
     /// Up to `limit` customers passing `filter`, newest first, from `from`; and where the
@@ -121,13 +117,8 @@ impl<'a> Customers<'a> {
         limit: i64,
         from: PagePos,
     ) -> CustomerResult<(Vec<ListedCustomer>, Option<PagePos>)> {
-        let mut items = self.store.list_customers(self.space, filter, from, limit + 1).await?;
-        if items.len() as i64 <= limit {
-            return Ok((items, None));
-        }
-        items.truncate(limit as usize);
-        let next = items.last().map(ListedCustomer::page_pos);
-        Ok((items, next))
+        let items = self.store.list_customers(self.space, filter, from, limit + 1).await?;
+        Ok(split_page(items, limit, ListedCustomer::page_pos))
     }
 
     /// Removes the relation; false if there was none.

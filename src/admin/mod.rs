@@ -326,12 +326,9 @@ impl<'a> Admin<'a> {
                 return Err(invalid("organisation", format!("no organisation {o}")));
             }
         }
-        let mut entries = self.store.list_audit(organisation.as_deref(), before, limit + 1).await?;
-        let next = (entries.len() as i64 > limit).then(|| {
-            entries.truncate(limit as usize);
-            let last = entries.last().expect("a full page has a last entry");
-            PagePos { created_at: last.created_at, id: last.id }
-        });
+        let entries = self.store.list_audit(organisation.as_deref(), before, limit + 1).await?;
+        let (entries, next) =
+            crate::store::split_page(entries, limit, |e| PagePos { created_at: e.created_at, id: e.id });
         let target = organisation.clone().unwrap_or_else(|| "all".into());
         self.audit(organisation.as_deref(), "audit.list", target, json!({ "count": entries.len() })).await?;
         Ok(AuditPage { entries, next })

@@ -152,6 +152,17 @@ impl PagePos {
     pub const TOP: PagePos = PagePos { created_at: END_OF_TIME, id: i64::MAX };
 }
 
+/// A page of at most `limit` of `rows` (read with `limit + 1`, one more than a page), and
+/// where the next page starts when the read found more: after the page's last row.
+pub fn split_page<T>(mut rows: Vec<T>, limit: i64, pos: impl Fn(&T) -> PagePos) -> (Vec<T>, Option<PagePos>) {
+    if rows.len() as i64 <= limit {
+        return (rows, None);
+    }
+    rows.truncate(limit as usize);
+    let next = rows.last().map(pos);
+    (rows, next)
+}
+
 /// Later than any stored time.
 pub const END_OF_TIME: DateTime<Utc> = match DateTime::from_timestamp(253_402_300_799, 0) {
     Some(t) => t,

@@ -172,11 +172,13 @@ async fn group_id(conn: &mut Conn, space: SpaceId, filter: &CustomerFilter) -> S
 /// The page size a plan is shown for: the default page, one more to learn whether there is a next.
 const EXPLAINED_PAGE: i64 = 51;
 
+/// What search keys are computed from (`StaleRow`).
+const KEY_SOURCES: &str = "select space_id, id, first_name, last_name, company_name, email from customers";
+
 /// The customers whose keys are to be computed, locked until they are written.
 static STALE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "select space_id, id, first_name, last_name, company_name, email from customers \
-         where search_version < {SEARCH_RULES_VERSION} order by space_id, id limit $1{}",
+        "{KEY_SOURCES} where search_version < {SEARCH_RULES_VERSION} order by space_id, id limit $1{}",
         dialect::LOCK_ROW
     )
 });
@@ -260,14 +262,8 @@ async fn write_keys(tx: &mut Tx, stale: Vec<StaleRow>) -> StoreResult<u64> {
 /// Computes again, in `tx`, the keys of customer `id`, whose names were just changed by a
 /// statement that could not compute them (registration filling in a guest's names).
 pub(super) async fn refresh_keys_of(tx: &mut Tx, space: SpaceId, id: i64) -> StoreResult<()> {
-    let stale: Vec<StaleRow> = sqlx::query_as(
-        "select space_id, id, first_name, last_name, company_name, email from customers \
-         where space_id = $1 and id = $2",
-    )
-    .bind(space.0)
-    .bind(id)
-    .fetch_all(&mut **tx)
-    .await?;
+    static ONE: LazyLock<String> = LazyLock::new(|| format!("{KEY_SOURCES} where space_id = $1 and id = $2"));
+    let stale: Vec<StaleRow> = sqlx::query_as(&ONE).bind(space.0).bind(id).fetch_all(&mut **tx).await?;
     write_keys(tx, stale).await?;
     Ok(())
 }
