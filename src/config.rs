@@ -229,6 +229,17 @@ pub struct ServeConfig {
     /// Accept `CORS_ALLOWED_ORIGINS=*` outside --demo.
     #[arg(long, env = "CORS_ALLOW_ANY_ORIGIN", value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false, num_args = 0, default_missing_value = "1")]
     pub cors_allow_any_origin: bool,
+    /// Let webhook endpoints be on private networks (and loopback). Off: public addresses
+    /// only, plus loopback under --demo.
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE_TARGETS", value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false, num_args = 0, default_missing_value = "1")]
+    pub webhook_allow_private_targets: bool,
+    /// The first webhook retry's delay; each further one doubles it (up to 6 hours), for
+    /// 3 days after the event.
+    #[arg(long, env = "WEBHOOK_RETRY_BASE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub webhook_retry_base_seconds: u64,
+    /// Webhook attempts in flight at once, per process.
+    #[arg(long, env = "WEBHOOK_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub webhook_concurrency: u32,
 }
 
 impl ServeConfig {
@@ -254,6 +265,25 @@ impl ServeConfig {
                 max_bytes: self.import_max_bytes,
                 max_failed: self.import_max_failed_items,
             },
+        }
+    }
+
+    /// Which addresses webhook endpoints may have.
+    pub fn webhook_reach(&self) -> crate::webhooks::Reach {
+        use crate::webhooks::Reach;
+        match (self.webhook_allow_private_targets, self.demo) {
+            (true, _) => Reach::Private,
+            (false, true) => Reach::Loopback,
+            (false, false) => Reach::Public,
+        }
+    }
+
+    pub fn webhook_settings(&self) -> crate::webhooks::WebhookSettings {
+        crate::webhooks::WebhookSettings {
+            reach: self.webhook_reach(),
+            retry_base: Duration::from_secs(self.webhook_retry_base_seconds),
+            concurrency: self.webhook_concurrency as usize,
+            ..Default::default()
         }
     }
 

@@ -245,6 +245,16 @@ pub fn idempotency_key(value: Option<&[u8]>) -> InputResult<Option<String>> {
     }
 }
 
+/// A row id given as text (a query parameter): a positive integer.
+pub fn id(value: &str, field: &'static str) -> InputResult<i64> {
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| invalid(field, format!("{field} must be a positive integer")))
+}
+
 /// A page size: `PAGE_DEFAULT` when absent, else 1 to `PAGE_MAX`.
 pub fn page_limit(value: Option<&str>) -> InputResult<i64> {
     let Some(value) = value else { return Ok(limits::PAGE_DEFAULT) };

@@ -32,5 +32,7 @@ pub mod server;
 pub mod store;
 /// Metrics in Prometheus text: the series `/metrics` serves.
 pub mod telemetry;
+/// Change events sent as signed webhooks: the endpoints' rules and the delivery worker.
+pub mod webhooks;
 
 pub use http::{app, app_with, AppState};

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use bizkit_mirror::admin::{keys_table, Admin, KeyRequest};
+use bizkit_mirror::admin::{keys_table, Admin, KeyRequest, WebhookRequest};
 use bizkit_mirror::config::{DbConfig, LogConfig, ServeConfig};
 use bizkit_mirror::contacts::ContactSettings;
 use bizkit_mirror::server;
@@ -66,6 +66,46 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Manage webhook endpoints (in the configured database; audited as `cli`).
+    Webhook {
+        #[command(flatten)]
+        db: DbConfig,
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Register an endpoint; its signing key is printed, once, on standard output.
+    Add {
+        #[arg(long)]
+        org: String,
+        /// http(s); public addresses only unless --allow-private.
+        #[arg(long)]
+        url: String,
+        /// Comma-separated event types; every type when not given.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        /// The organisation's sandbox events instead of its live ones.
+        #[arg(long)]
+        sandbox: bool,
+        /// Accept an endpoint on a private network or on this machine (the server must
+        /// allow it too: WEBHOOK_ALLOW_PRIVATE_TARGETS).
+        #[arg(long)]
+        allow_private: bool,
+    },
+    /// List endpoints (never their keys), of one organisation or of all.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Remove an endpoint and its queued deliveries.
+    Delete { id: i64 },
+    /// The latest attempts to deliver to an endpoint, newest first.
+    Deliveries { id: i64 },
+    /// Send an event again to every endpoint that wants it.
+    Replay { event_id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -213,6 +253,71 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         "{}",
                         if revoked { format!("revoked key {id}") } else { format!("key {id} was already revoked") }
                     );
+                }
+            }
+            Ok(())
+        }),
+        Some(Command::Webhook { db, command }) => runtime.block_on(async {
+            let store = open(&db).await?;
+            let admin = Admin::cli(&store);
+            match command {
+                WebhookCommand::Add { org, url, events, sandbox, allow_private } => {
+                    let mode = Some(if sandbox { "sandbox" } else { "live" }.to_owned());
+                    let request = WebhookRequest { organisation: Some(org), url: Some(url), events, mode };
+                    let reach = if allow_private {
+                        bizkit_mirror::webhooks::Reach::Private
+                    } else {
+                        bizkit_mirror::webhooks::Reach::Public
+                    };
+                    let created = admin.create_webhook(request, reach).await?;
+                    println!("{}", created.secret);
+                    eprintln!(
+                        "created webhook endpoint {} for {} ({}); its signing key is shown only now",
+                        created.endpoint.id,
+                        created.endpoint.organisation,
+                        created.endpoint.mode.as_str()
+                    );
+                }
+                WebhookCommand::List { org } => {
+                    for e in admin.list_webhooks(org.as_deref()).await? {
+                        let events = e.events.map(|l| l.join(",")).unwrap_or_else(|| "*".into());
+                        let state = match (&e.disabled_at, &e.disabled_reason) {
+                            (Some(at), reason) => {
+                                format!(
+                                    "disabled {} ({})",
+                                    at.format("%Y-%m-%d %H:%M:%S"),
+                                    reason.as_deref().unwrap_or("")
+                                )
+                            }
+                            (None, _) => "enabled".to_owned(),
+                        };
+                        println!("{}\t{}\t{}\t{}\t{events}\t{state}", e.id, e.organisation, e.mode.as_str(), e.url);
+                    }
+                }
+                WebhookCommand::Delete { id } => {
+                    let deleted = admin.delete_webhook(Some(id)).await?;
+                    println!(
+                        "{}",
+                        if deleted { format!("deleted endpoint {id}") } else { format!("no endpoint {id}") }
+                    );
+                }
+                WebhookCommand::Deliveries { id } => {
+                    for a in admin.webhook_attempts(Some(id)).await? {
+                        let status = a.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+                        println!(
+                            "{}\tevent {}\t{}\t{status}\t{} ms\t{}\t{}",
+                            a.attempted_at.format("%Y-%m-%d %H:%M:%S"),
+                            a.event_id,
+                            a.event_type,
+                            a.latency_ms,
+                            a.delivery_state,
+                            a.error.unwrap_or_default()
+                        );
+                    }
+                }
+                WebhookCommand::Replay { event_id } => {
+                    let n = admin.replay_event(Some(event_id)).await?;
+                    println!("event {event_id} queued for {n} endpoint(s)");
                 }
             }
             Ok(())

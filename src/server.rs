@@ -107,6 +107,9 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         None => tracing::info!("SANDBOX_SMTP_URL is not set: sandbox messages stay queued in mail_outbox"),
     }
     spawn_sweeper(store.clone(), accounts.confirm_token_lifetime);
+    let webhooks = config.webhook_settings();
+    tracing::info!(reach = ?webhooks.reach, "delivering webhooks");
+    crate::webhooks::Worker::new(store.clone(), webhooks).context("cannot start the webhook worker")?.spawn();
     spawn_search_keys(store.clone());
     let state = AppState::new(Shared {
         store,
@@ -114,6 +117,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
         accounts: crate::accounts::Accounts::new(accounts),
         contacts: config.contact_settings(),
         serve_metrics: config.metrics_bind.is_none(),
+        webhook_reach: config.webhook_reach(),
     });
     if let Some(bind) = config.metrics_bind {
         serve_metrics(bind, state.store.clone()).await?;
@@ -202,6 +206,9 @@ pub async fn serve(
     crate::http::serve::serve(listener, crate::app(state), shutdown, &limits).await
 }
 
+/// How long finished webhook deliveries (and their attempts) are kept.
+const WEBHOOK_HISTORY: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 /// How often expired idempotency keys and expired tokens in the outbox are removed.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
@@ -209,7 +216,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 fn spawn_sweeper(store: DynStore, token_lifetime: chrono::TimeDelta) {
     tokio::spawn(async move {
         loop {
-            match store.sweep(crate::store::now() - token_lifetime).await {
+            match store.sweep(crate::store::now() - token_lifetime, crate::store::now() - WEBHOOK_HISTORY).await {
                 Ok(swept) => tracing::debug!(?swept, "swept expired idempotency keys and outbox tokens"),
                 Err(e) => tracing::warn!(error = %e, "sweeping expired data failed; will retry"),
             }

@@ -25,6 +25,7 @@ pub const RATE_LIMIT_FALLBACKS: &str = "bizkit_rate_limit_fallbacks_total";
 pub const AUTH_FAILURES: &str = "bizkit_auth_failures_total";
 pub const KEY_CACHE_INVALIDATIONS: &str = "bizkit_key_cache_invalidations_total";
 pub const IMPORT_ITEMS: &str = "bizkit_import_items_total";
+pub const WEBHOOK_DELIVERIES: &str = "bizkit_webhook_deliveries_total";
 pub const BUILD_INFO: &str = "bizkit_build_info";
 
 /// Request latency buckets, in seconds: from a cached read to the request timeout.
@@ -73,6 +74,10 @@ fn describe() {
     describe_counter!(AUTH_FAILURES, "Requests refused by the key pipeline, by error code.");
     describe_counter!(KEY_CACHE_INVALIDATIONS, "Cached keys dropped on a change notice, by reason.");
     describe_counter!(IMPORT_ITEMS, "Import items processed, by outcome.");
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts, by outcome (delivered, retry, failed, disabled)."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version of this server in its label.");
 }
 
@@ -135,4 +140,9 @@ pub fn import_items(created: u64, updated: u64, failed: u64) {
             counter!(IMPORT_ITEMS, "outcome" => outcome).increment(n);
         }
     }
+}
+
+/// One webhook delivery attempt, by what it came to.
+pub fn webhook_attempt(outcome: &'static str) {
+    counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
 }

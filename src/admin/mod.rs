@@ -7,8 +7,10 @@
 //! only their own.
 
 mod table;
+mod webhooks;
 
 pub use table::keys_table;
+pub use webhooks::{CreatedWebhook, WebhookRequest, ATTEMPTS_SHOWN};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -32,6 +34,9 @@ pub enum AdminError {
     /// The caller may not do this (wrong kind of key, or another organisation).
     #[error("{0}")]
     Forbidden(String),
+    /// A webhook URL that is not http(s), or points where webhooks may not go.
+    #[error("{0}")]
+    Endpoint(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -12,7 +12,7 @@ use super::extract::{Endpoint, KeyedJson, KeyedQuery};
 use super::pagination::{decode_audit, encode_audit};
 use super::wire::{self, success, Success};
 use super::AppState;
-use crate::admin::{Admin, KeyRequest};
+use crate::admin::{Admin, KeyRequest, WebhookRequest};
 use crate::auth::{Caller, Scope};
 use crate::fields;
 use crate::store::PagePos;
@@ -204,4 +204,125 @@ pub async fn list_audit(
     };
     let page = admin.list_audit(q.organisation.as_deref(), limit, before).await?;
     Ok(Json(success(AuditPage { entries: wire::all(page.entries), next_cursor: page.next.map(encode_audit) })))
+}
+
+#[derive(Deserialize)]
+pub struct CreateWebhookBody {
+    organisation: Option<String>,
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    mode: Option<String>,
+}
+
+impl Endpoint for CreateWebhookBody {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+/// A new endpoint with its signing key, shown this once.
+#[derive(Serialize)]
+pub struct WebhookCreated {
+    #[serde(flatten)]
+    endpoint: wire::WebhookEndpoint,
+    secret: String,
+}
+
+pub async fn create_webhook(
+    State(state): State<AppState>,
+    req: KeyedJson<CreateWebhookBody>,
+) -> Result<Json<Success<WebhookCreated>>, ApiError> {
+    let b = req.body;
+    let request = WebhookRequest { organisation: b.organisation, url: b.url, events: b.events, mode: b.mode };
+    let created = admin(&state, &req.caller)?.create_webhook(request, state.webhook_reach).await?;
+    Ok(Json(success(WebhookCreated { endpoint: created.endpoint.into(), secret: created.secret })))
+}
+
+#[derive(Deserialize)]
+pub struct ListWebhooksQuery {
+    organisation: Option<String>,
+}
+
+impl Endpoint for ListWebhooksQuery {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+#[derive(Serialize)]
+pub struct Webhooks {
+    webhooks: Vec<wire::WebhookEndpoint>,
+}
+
+pub async fn list_webhooks(
+    State(state): State<AppState>,
+    req: KeyedQuery<ListWebhooksQuery>,
+) -> Result<Json<Success<Webhooks>>, ApiError> {
+    let endpoints = admin(&state, &req.caller)?.list_webhooks(req.query.organisation.as_deref()).await?;
+    Ok(Json(success(Webhooks { webhooks: wire::all(endpoints) })))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteWebhookBody {
+    id: Option<i64>,
+}
+
+impl Endpoint for DeleteWebhookBody {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+#[derive(Serialize)]
+pub struct Deleted {
+    deleted: bool,
+}
+
+pub async fn delete_webhook(
+    State(state): State<AppState>,
+    req: KeyedJson<DeleteWebhookBody>,
+) -> Result<Json<Success<Deleted>>, ApiError> {
+    let deleted = admin(&state, &req.caller)?.delete_webhook(req.body.id).await?;
+    Ok(Json(success(Deleted { deleted })))
+}
+
+#[derive(Deserialize)]
+pub struct WebhookDeliveriesQuery {
+    id: Option<String>,
+}
+
+impl Endpoint for WebhookDeliveriesQuery {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+#[derive(Serialize)]
+pub struct Attempts {
+    attempts: Vec<wire::DeliveryAttempt>,
+}
+
+pub async fn webhook_deliveries(
+    State(state): State<AppState>,
+    req: KeyedQuery<WebhookDeliveriesQuery>,
+) -> Result<Json<Success<Attempts>>, ApiError> {
+    let admin = admin(&state, &req.caller)?;
+    let id = req.query.id.as_deref().map(|id| fields::id(id, "id")).transpose()?;
+    let attempts = admin.webhook_attempts(id).await?;
+    Ok(Json(success(Attempts { attempts: wire::all(attempts) })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayBody {
+    event_id: Option<i64>,
+}
+
+impl Endpoint for ReplayBody {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+#[derive(Serialize)]
+pub struct Replayed {
+    deliveries: u64,
+}
+
+pub async fn replay_webhook_event(
+    State(state): State<AppState>,
+    req: KeyedJson<ReplayBody>,
+) -> Result<Json<Success<Replayed>>, ApiError> {
+    let deliveries = admin(&state, &req.caller)?.replay_event(req.body.event_id).await?;
+    Ok(Json(success(Replayed { deliveries })))
 }

@@ -98,6 +98,10 @@ pub enum ApiError {
     /// 415 UNSUPPORTED_MEDIA_TYPE
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// 400 WEBHOOK_ENDPOINT_INVALID: a URL that is not http(s), or points where webhooks
+    /// may not go.
+    #[error("url: {0}")]
+    WebhookEndpointInvalid(String),
     /// 503 SERVICE_UNAVAILABLE: the database is unreachable; it recovers by itself.
     #[error("the service is temporarily unavailable, try again shortly")]
     Unavailable,
@@ -133,6 +137,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) | ApiError::ImportTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::ImportTooManyErrors(_) => "IMPORT_TOO_MANY_ERRORS",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::WebhookEndpointInvalid(_) => "WEBHOOK_ENDPOINT_INVALID",
             ApiError::Unavailable => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -153,6 +158,7 @@ impl ApiError {
             | ApiError::InvalidIdentityId { .. }
             | ApiError::ValueTooLong { .. }
             | ApiError::WeakPassword(_)
+            | ApiError::WebhookEndpointInvalid(_)
             | ApiError::SelfMatch => StatusCode::BAD_REQUEST,
             ApiError::IdempotencyKeyReused => StatusCode::CONFLICT,
             ApiError::CustomerNotFound { .. } | ApiError::ManagerNotFound | ApiError::RouteNotFound(_) => {
@@ -181,6 +187,7 @@ impl ApiError {
             | ApiError::CustomerNotFound { field } => Some(field),
             ApiError::ManagerNotFound => Some("managerCuRefNo"),
             ApiError::WeakPassword(_) => Some("password"),
+            ApiError::WebhookEndpointInvalid(_) => Some("url"),
             _ => None,
         }
     }
@@ -314,6 +321,7 @@ impl From<AdminError> for ApiError {
         match err {
             AdminError::Input(e) => e.into(),
             AdminError::Forbidden(message) => ApiError::Forbidden(message),
+            AdminError::Endpoint(message) => ApiError::WebhookEndpointInvalid(message),
             AdminError::Store(e) => e.into(),
         }
     }

@@ -46,6 +46,8 @@ pub struct Shared {
     pub contacts: crate::contacts::ContactSettings,
     /// Whether `/metrics` answers here; not when it has an address of its own.
     pub serve_metrics: bool,
+    /// Which addresses webhook endpoints may have.
+    pub webhook_reach: crate::webhooks::Reach,
 }
 
 impl AppState {
@@ -159,6 +161,11 @@ fn routes() -> Routes {
         .keyed::<ad::ListKeysQuery>(M::GET, "/admin/v1/api-keys", get(ad::list_keys))
         .keyed::<ad::RevokeKeyBody>(M::POST, "/admin/v1/api-keys/revoke", post(ad::revoke_key))
         .keyed::<ad::AuditQuery>(M::GET, "/admin/v1/audit", get(ad::list_audit))
+        .keyed::<ad::CreateWebhookBody>(M::POST, "/admin/v1/webhooks", post(ad::create_webhook))
+        .keyed::<ad::ListWebhooksQuery>(M::GET, "/admin/v1/webhooks", get(ad::list_webhooks))
+        .keyed::<ad::DeleteWebhookBody>(M::POST, "/admin/v1/webhooks/delete", post(ad::delete_webhook))
+        .keyed::<ad::WebhookDeliveriesQuery>(M::GET, "/admin/v1/webhooks/deliveries", get(ad::webhook_deliveries))
+        .keyed::<ad::ReplayBody>(M::POST, "/admin/v1/webhooks/replay", post(ad::replay_webhook_event))
 }
 
 /// Every operation the server routes.

@@ -240,6 +240,70 @@ impl From<store::AuditEntry> for AuditEntry {
 }
 
 /// Converts each row of a list.
+/// A webhook endpoint as administrators see it (never its secret).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEndpoint {
+    pub id: i64,
+    pub organisation: String,
+    pub mode: &'static str,
+    pub url: String,
+    /// `null`: every event type.
+    pub events: Option<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+}
+
+impl From<store::Endpoint> for WebhookEndpoint {
+    fn from(e: store::Endpoint) -> Self {
+        WebhookEndpoint {
+            id: e.id,
+            organisation: e.organisation,
+            mode: e.mode.as_str(),
+            url: e.url,
+            events: e.events,
+            created_at: e.created_at,
+            disabled_at: e.disabled_at,
+            disabled_reason: e.disabled_reason,
+        }
+    }
+}
+
+/// One attempt to deliver an event.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryAttempt {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub event_id: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub attempted_at: DateTime<Utc>,
+    /// The HTTP status answered; `null` when there was none.
+    pub status: Option<i32>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    /// The delivery's state now: `pending`, `delivered` or `failed`.
+    pub delivery_state: String,
+}
+
+impl From<store::DeliveryAttempt> for DeliveryAttempt {
+    fn from(a: store::DeliveryAttempt) -> Self {
+        DeliveryAttempt {
+            id: a.id,
+            delivery_id: a.delivery_id,
+            event_id: a.event_id,
+            event_type: a.event_type,
+            attempted_at: a.attempted_at,
+            status: a.status,
+            latency_ms: a.latency_ms,
+            error: a.error,
+            delivery_state: a.delivery_state,
+        }
+    }
+}
+
 pub fn all<T, W: From<T>>(rows: Vec<T>) -> Vec<W> {
     rows.into_iter().map(W::from).collect()
 }

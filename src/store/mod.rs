@@ -21,6 +21,7 @@
 mod postgres;
 mod records;
 mod sqlite;
+mod webhooks;
 mod writes;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::normalize::{ClientIp, CuRefNo, Email};
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
+pub use webhooks::*;
 pub use writes::*;
 
 /// Errors a caller may see from storage; `sqlx::Error` never leaves this module.
@@ -318,9 +320,11 @@ pub trait OutboxStore: Send + Sync {
     /// Marks message `id` of `space` sent and clears its body, which carried a live token.
     async fn mark_outbox_sent(&self, space: SpaceId, id: i64) -> StoreResult<()>;
     async fn mark_outbox_failed(&self, space: SpaceId, id: i64, error: &str) -> StoreResult<()>;
-    /// Forgets what has outlived its use: idempotency keys past their lifetime, and the
-    /// bodies of unsent messages queued before `outbox_before` (their tokens have expired).
-    async fn sweep(&self, outbox_before: DateTime<Utc>) -> StoreResult<Swept>;
+    /// Forgets what has outlived its use: idempotency keys past their lifetime, the
+    /// bodies of unsent messages queued before `outbox_before` (their tokens have expired),
+    /// and webhook deliveries finished before `deliveries_before` with their attempts and
+    /// the events left without deliveries.
+    async fn sweep(&self, outbox_before: DateTime<Utc>, deliveries_before: DateTime<Utc>) -> StoreResult<Swept>;
 }
 
 /// What a sweep removed.
@@ -328,15 +332,70 @@ pub trait OutboxStore: Send + Sync {
 pub struct Swept {
     pub idempotency_keys: u64,
     pub outbox_bodies: u64,
+    /// Finished webhook deliveries (with their attempts) and their events.
+    pub webhook_deliveries: u64,
+}
+
+/// Webhook endpoints, the deliveries of events to them, and their attempts.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Registers an endpoint for a space of `organisation`, and records `audit` (whose
+    /// target becomes the endpoint's id) in the same transaction; `NotFound` if the
+    /// organisation does not exist.
+    async fn create_endpoint(
+        &self,
+        organisation: &str,
+        mode: Mode,
+        endpoint: &NewEndpoint,
+        audit: &NewAudit,
+    ) -> StoreResult<Endpoint>;
+    /// Endpoints of one organisation or of all, oldest first.
+    async fn list_endpoints(&self, organisation: Option<&str>) -> StoreResult<Vec<Endpoint>>;
+    async fn endpoint(&self, id: i64) -> StoreResult<Option<Endpoint>>;
+    /// Removes an endpoint with its deliveries, and records `audit`; false if it was gone.
+    async fn delete_endpoint(&self, id: i64, audit: &NewAudit) -> StoreResult<bool>;
+    /// The latest `limit` attempts to deliver to an endpoint, newest first.
+    async fn list_attempts(&self, endpoint_id: i64, limit: i64) -> StoreResult<Vec<DeliveryAttempt>>;
+    /// The organisation and space of an event.
+    async fn event_space(&self, event_id: i64) -> StoreResult<Option<(String, SpaceId)>>;
+    /// Queues the event again for every live endpoint of its space that wants its type,
+    /// and records `audit`; how many deliveries were queued.
+    async fn replay_event(&self, space: SpaceId, event_id: i64, audit: &NewAudit) -> StoreResult<u64>;
+    /// Takes up to `limit` deliveries due at `now`, each the oldest pending one of its
+    /// customer and endpoint, leased until `lease_until`. On PostgreSQL several processes
+    /// may claim at once: each delivery goes to one of them.
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<DueDelivery>>;
+    /// Keeps the body of a delivery's first attempt, for its retries.
+    async fn save_delivery_body(&self, space: SpaceId, id: i64, body: &str) -> StoreResult<()>;
+    /// Records an attempt of a claimed delivery and what it came to.
+    async fn finish_attempt(
+        &self,
+        delivery: &DueDelivery,
+        record: &AttemptRecord,
+        outcome: &AttemptOutcome,
+    ) -> StoreResult<()>;
+    /// The profile of customer `id` now, for an event's body.
+    async fn event_profile(&self, space: SpaceId, id: i64) -> StoreResult<Profile>;
+    /// The relation of `manager` to `customer` now, if it exists.
+    async fn event_relation(&self, space: SpaceId, manager: i64, customer: i64) -> StoreResult<Option<RelationNow>>;
 }
 
 /// Everything the server stores; a `DynStore` answers every area's methods.
 pub trait Store:
-    AdminStore + CustomerStore + SearchStore + AccountStore + ContactStore + OutboxStore + 'static
+    AdminStore + CustomerStore + SearchStore + AccountStore + ContactStore + OutboxStore + WebhookStore + 'static
 {
 }
 
-impl<T: AdminStore + CustomerStore + SearchStore + AccountStore + ContactStore + OutboxStore + 'static> Store for T {}
+impl<
+        T: AdminStore + CustomerStore + SearchStore + AccountStore + ContactStore + OutboxStore + WebhookStore + 'static,
+    > Store for T
+{
+}
 
 pub type DynStore = Arc<dyn Store>;
 

@@ -22,6 +22,13 @@ mod dialect {
     /// locked, so the write and an erasure of that customer happen one after the other.
     pub const LOCK_ROW: &str = " for update";
 
+    /// Appended to the claim of due webhook deliveries: rows another process is claiming
+    /// are skipped, so each delivery is taken by one process.
+    pub const SKIP_LOCKED: &str = " for update of d skip locked";
+
+    /// The position of a string in another (0: not in it).
+    pub const FIND_TEXT: &str = "strpos";
+
     /// The create upsert and the profile fit one statement (a data-modifying CTE).
     pub const CREATE_RETURNS_PROFILE: bool = true;
 

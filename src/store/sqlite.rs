@@ -25,6 +25,12 @@ mod dialect {
     /// Nothing to lock row by row: a write transaction holds the database's one write lock.
     pub const LOCK_ROW: &str = "";
 
+    /// One process serves a SQLite file, and its worker claims one batch at a time.
+    pub const SKIP_LOCKED: &str = "";
+
+    /// The position of a string in another (0: not in it).
+    pub const FIND_TEXT: &str = "instr";
+
     /// A CTE cannot hold an upsert here: the profile is read by a second statement.
     pub const CREATE_RETURNS_PROFILE: bool = false;
 

@@ -207,6 +207,11 @@ backend_test!(only_root_keys_with_the_admin_scope_administer, |app| {
             "GET /admin/v1/api-keys",
             "POST /admin/v1/api-keys/revoke",
             "GET /admin/v1/audit",
+            "POST /admin/v1/webhooks",
+            "GET /admin/v1/webhooks",
+            "POST /admin/v1/webhooks/delete",
+            "GET /admin/v1/webhooks/deliveries",
+            "POST /admin/v1/webhooks/replay",
         ]
     );
     let op = operator(&app).await;

@@ -30,6 +30,7 @@ async fn serve_with_cors(app: &TestApp, policy: CorsPolicy) -> String {
         accounts: Accounts::new(AccountSettings::default()),
         contacts: Default::default(),
         serve_metrics: true,
+        webhook_reach: bizkit_mirror::webhooks::Reach::Loopback,
     });
     serve(bizkit_mirror::app_with(state, &policy)).await
 }

@@ -30,3 +30,4 @@ mod ratelimit;
 mod scale;
 mod search;
 mod seed_examples;
+mod webhooks;

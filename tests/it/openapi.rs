@@ -13,9 +13,9 @@ const SPEC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
 const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
 /// The error codes of the contract (API.md §7), in its order.
-/// Codes of API.md §7 for features this server does not have yet (merging customers,
-/// webhooks): the spec may leave them out until it has them.
-const NOT_YET_RETURNED: [&str; 2] = ["CUSTOMER_MERGED", "WEBHOOK_ENDPOINT_INVALID"];
+/// Codes of API.md §7 for features this server does not have yet (merging customers):
+/// the spec may leave them out until it has them.
+const NOT_YET_RETURNED: [&str; 1] = ["CUSTOMER_MERGED"];
 
 /// The error codes of API.md §7, read from the table itself.
 fn contract_error_codes() -> BTreeSet<String> {
@@ -288,4 +288,25 @@ async fn documented_examples_conform() {
     assert!(detail["responses"]["404"].is_object(), "detail does not document its 404");
     let problems = shape_problems(&spec, response_schema(&spec, detail, "404"), &got.1);
     assert!(problems.is_empty(), "detail's 404 does not match the Error schema: {problems:#?}\n{}", got.1);
+}
+
+#[test]
+fn every_event_type_is_documented_as_a_webhook() {
+    let spec = spec();
+    let server: BTreeSet<&str> = bizkit_mirror::webhooks::EVENT_TYPES.into_iter().collect();
+    let webhooks: BTreeSet<&str> =
+        spec["webhooks"].as_object().expect("a `webhooks` section").keys().map(String::as_str).collect();
+    assert_eq!(webhooks, server, "`webhooks` lists exactly the server's event types");
+    let listed: BTreeSet<&str> = spec
+        .pointer("/components/schemas/WebhookEventType/enum")
+        .and_then(Value::as_array)
+        .expect("WebhookEventType has an enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(listed, server, "WebhookEventType lists exactly the server's event types");
+    for (name, item) in spec["webhooks"].as_object().unwrap() {
+        let body = &item["post"]["requestBody"]["content"]["application/json"]["schema"]["allOf"][1];
+        assert_eq!(body["properties"]["type"]["const"], name.as_str(), "{name}'s payload names its type");
+    }
 }

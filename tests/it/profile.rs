@@ -359,7 +359,11 @@ backend_test!(idempotency_keys_and_outbox_tokens_expire, |app| {
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(support::split(res).await.1["creditBalance"], 11);
     app.db.set_created_at("idempotency_keys", long_ago).await;
-    let swept = app.store.sweep(chrono::Utc::now() - chrono::TimeDelta::hours(48)).await.unwrap();
+    let swept = app
+        .store
+        .sweep(chrono::Utc::now() - chrono::TimeDelta::hours(48), chrono::Utc::now() - chrono::TimeDelta::days(30))
+        .await
+        .unwrap();
     assert_eq!((swept.idempotency_keys, swept.outbox_bodies), (1, 1));
     let space = app.store.space_of("acme", Mode::Live).await.unwrap();
     let message = app.db.latest_outbox_message(space, "late@example.com").await.expect("still listed");

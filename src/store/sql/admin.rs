@@ -379,7 +379,7 @@ async fn insert_organisation(tx: &mut super::Tx, slug: &str, name: &str, now: Da
 /// Adds an audit row in `tx`. `new_row` names the row the audited write created (for
 /// `AuditTarget::NewRow`); `organisation` and `detail` replace the entry's where the write
 /// learned them.
-async fn insert_audit(
+pub(super) async fn insert_audit(
     tx: &mut super::Tx,
     entry: &NewAudit,
     new_row: Option<&str>,

@@ -13,8 +13,10 @@ use crate::store::{
     StoreResult, Written, IDEMPOTENCY_KEY_LIFETIME,
 };
 
-/// Every row holding the erased customer's personal data, by customer id (`$2`).
-const ERASE_ROWS: [&str; 8] = [
+/// Every row holding the erased customer's personal data, by customer id (`$2`), removed
+/// after the customer row itself is erased (so the events of the relations it removes
+/// know that one side is gone).
+const ERASE_ROWS: [&str; 7] = [
     "delete from sessions where space_id = $1 and customer_id = $2",
     "delete from account_tokens where space_id = $1 and customer_id = $2",
     "delete from customer_matches where space_id = $1 and (manager_id = $2 or customer_id = $2)",
@@ -22,8 +24,11 @@ const ERASE_ROWS: [&str; 8] = [
     "delete from customer_group_members where space_id = $1 and customer_id = $2",
     "delete from subscriptions where space_id = $1 and customer_id = $2",
     "delete from credit_ledger where space_id = $1 and customer_id = $2",
-    "update customers set referrer_id = null where space_id = $1 and referrer_id = $2",
 ];
+
+/// Customers the erased one referred lose their referrer: a change of their profiles.
+const ERASE_REFERRALS: &str =
+    "update customers set referrer_id = null, updated_at = $3 where space_id = $1 and referrer_id = $2";
 
 const ERASE_CUSTOMER: &str = "update customers set email = null, email_canonical = null, phone = null, \
      first_name = null, last_name = null, company_name = null, company_registration_number = null, \
@@ -224,9 +229,11 @@ impl SqlStore {
         let found: Option<(i64, Option<String>, Option<String>)> =
             sqlx::query_as(&sql).bind(space.0).bind(cu_ref_no.as_str()).fetch_optional(&mut *tx).await?;
         let Some((id, email, canonical)) = found else { return Ok(false) };
+        sqlx::query(ERASE_CUSTOMER).bind(space.0).bind(id).bind(now).execute(&mut *tx).await?;
         for sql in ERASE_ROWS {
             sqlx::query(sql).bind(space.0).bind(id).execute(&mut *tx).await?;
         }
+        sqlx::query(ERASE_REFERRALS).bind(space.0).bind(id).bind(now).execute(&mut *tx).await?;
         sqlx::query("delete from mail_outbox where space_id = $1 and (customer_id = $2 or recipient = $3)")
             .bind(space.0)
             .bind(id)
@@ -242,7 +249,6 @@ impl SqlStore {
         .bind(canonical.as_deref())
         .execute(&mut *tx)
         .await?;
-        sqlx::query(ERASE_CUSTOMER).bind(space.0).bind(id).bind(now).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -13,6 +13,7 @@ mod customers;
 mod outbox;
 mod pool;
 mod search;
+mod webhooks;
 
 use std::sync::LazyLock;
 

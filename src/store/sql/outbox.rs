@@ -35,7 +35,7 @@ impl OutboxStore for SqlStore {
         Ok(())
     }
 
-    async fn sweep(&self, outbox_before: DateTime<Utc>) -> StoreResult<Swept> {
+    async fn sweep(&self, outbox_before: DateTime<Utc>, deliveries_before: DateTime<Utc>) -> StoreResult<Swept> {
         let keys = sqlx::query("delete from idempotency_keys where created_at <= $1")
             .bind(now() - IDEMPOTENCY_KEY_LIFETIME)
             .execute(&mut *self.conn().await?)
@@ -45,7 +45,24 @@ impl OutboxStore for SqlStore {
                 .bind(outbox_before)
                 .execute(&mut *self.conn().await?)
                 .await?;
-        Ok(Swept { idempotency_keys: keys.rows_affected(), outbox_bodies: bodies.rows_affected() })
+        // Attempts go with their deliveries (on delete cascade).
+        let deliveries = sqlx::query("delete from webhook_deliveries where state <> 'pending' and finished_at <= $1")
+            .bind(deliveries_before)
+            .execute(&mut *self.conn().await?)
+            .await?;
+        sqlx::query(
+            "delete from webhook_events where created_at <= $1 and not exists \
+             (select 1 from webhook_deliveries d where d.space_id = webhook_events.space_id \
+             and d.event_id = webhook_events.id)",
+        )
+        .bind(deliveries_before)
+        .execute(&mut *self.conn().await?)
+        .await?;
+        Ok(Swept {
+            idempotency_keys: keys.rows_affected(),
+            outbox_bodies: bodies.rows_affected(),
+            webhook_deliveries: deliveries.rows_affected(),
+        })
     }
 
     async fn mark_outbox_failed(&self, space: SpaceId, id: i64, error: &str) -> StoreResult<()> {

@@ -87,6 +87,7 @@ pub async fn spawn_with(
         accounts: accounts.clone(),
         contacts: Default::default(),
         serve_metrics: true,
+        webhook_reach: bizkit_mirror::webhooks::Reach::Loopback,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();

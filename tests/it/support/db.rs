@@ -194,6 +194,14 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// One number read by the test's own SQL.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        on_either!(self.connect().await, |c| sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&mut c)
+            .await
+            .expect("read a number"))
+    }
+
     /// Runs one statement of the test's own.
     pub async fn execute(&self, sql: &str) -> u64 {
         on_either!(self.connect().await, |c| sqlx::query(sql)
