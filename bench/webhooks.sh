@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # What webhooks cost, on a release build over PostgreSQL (the demo data), within one run:
+#  0. an import by the command line (IMPORT_ITEMS new contacts per run) with no endpoint,
+#     the outbox's triggers enabled and then disabled, in turns: what they cost a space
+#     that subscribes nothing;
 #  1. create (a new address each request) with no endpoint, then with one endpoint
 #     receiving every event, in turns, at the given connections: the outbox's cost on the
 #     write path (the worker delivers meanwhile, as it would in production);
@@ -10,7 +13,7 @@
 #   bench/webhooks.sh
 #   DURATION=10s ROUNDS=2 CONNECTIONS=16 bench/webhooks.sh
 # Other knobs: BIN, SKIP_BUILD=1, THREADS (wrk, 2), WARMUP (3s), PORT, RECEIVER_PORT,
-# PG_URL, PG_DB (bizkit_bench_webhooks, dropped and recreated), EVENTS (20000),
+# PG_URL, PG_DB (bizkit_bench_webhooks, dropped and recreated), IMPORT_ITEMS (20000), EVENTS (20000),
 # DRAIN_LIMIT (600 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,7 @@ PG_URL=${PG_URL%/}
 PG_DB=${PG_DB:-bizkit_bench_webhooks}
 DRAIN_LIMIT=${DRAIN_LIMIT:-600}
 EVENTS=${EVENTS:-20000}
+IMPORT_ITEMS=${IMPORT_ITEMS:-20000}
 BIN=${BIN:-./target/release/bizkit-mirror}
 KEY=PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE
 ROOT=ROOTPGrFxpGEtrOZfuWhnoJohUYBXuOE
@@ -76,6 +80,31 @@ unsubscribe() {
   endpoint=""
 }
 rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
+
+triggers() {
+  for t in customers credit_ledger customer_matches; do sql "alter table $t $1 trigger user"; done
+}
+imported=0
+import_rate() {
+  python3 bench/gen_contacts.py "$IMPORT_ITEMS" --start "$((1000000 + imported))" >"$tmp/import.ndjson"
+  imported=$((imported + IMPORT_ITEMS))
+  local t0 t1
+  t0=$(date +%s.%N)
+  DATABASE_URL="$PG_URL/$PG_DB" RUST_LOG=warn "$BIN" import --org demo "$tmp/import.ndjson" >/dev/null
+  t1=$(date +%s.%N)
+  awk -v n="$IMPORT_ITEMS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}'
+}
+echo "import by the command line, $IMPORT_ITEMS new contacts per run, no endpoint, $ROUNDS rounds in turns"
+declare -A isum=([on]=0 [off]=0)
+for r in $(seq 1 "$ROUNDS"); do
+  for mode in off on; do
+    if [ "$mode" = off ]; then triggers disable; else triggers enable; fi
+    isum[$mode]=$(( ${isum[$mode]} + $(import_rate) ))
+  done
+done
+triggers enable
+printf 'triggers off %s/s, on %s/s: ratio %.2f\n' "$(( ${isum[off]} / ROUNDS ))" "$(( ${isum[on]} / ROUNDS ))" \
+  "$(awk -v a="${isum[on]}" -v b="${isum[off]}" 'BEGIN {print a / b}')"
 
 wrk -t"$THREADS" -c16 -d"$WARMUP" -s bench/create.lua "$base/api/v1/customer/create?apiKey=$KEY" >/dev/null
 echo "create (new address) on PostgreSQL, $DURATION per run, $ROUNDS rounds in turns"

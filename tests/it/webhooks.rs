@@ -495,3 +495,42 @@ async fn kill_nine_loses_no_event(backend: Backend) {
 }
 
 per_backend!(kill_nine_between_commit_and_delivery, super::kill_nine_loses_no_event);
+
+backend_test!(a_customers_later_events_wait_for_its_first, |app| {
+    let (receiver, base) = Receiver::start().await;
+    register(&app, &format!("{base}/ordered"), Some(&["customer.credit_added"])).await;
+    receiver.set_closed(Some((503, vec![("retry-after", "1".to_owned())])));
+    let worker = worker(&app.store);
+    let cu = app.create(&app.keys.prod, "ordered@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
+    let other = app.create(&app.keys.prod, "other@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
+    for amount in 1..=5 {
+        post_ok(&app, "/api/v1/customer/credit-add", json!({ "cuRefNo": cu, "amount": amount, "reason": "r" })).await;
+    }
+    post_ok(&app, "/api/v1/customer/credit-add", json!({ "cuRefNo": other, "amount": 9, "reason": "r" })).await;
+
+    // While the first event fails, the customer's later ones are not attempted; another
+    // customer's event is.
+    let failing = receiver.wait_for(Duration::from_secs(10), "two customers tried", |got| got.len() >= 3).await;
+    let of = |got: &[Received], who: &str| -> Vec<i64> {
+        got.iter().filter(|r| r.json()["data"]["cuRefNo"] == who).map(Received::event_id).collect()
+    };
+    let tried = of(&failing, &cu);
+    assert!(tried.windows(2).all(|w| w[0] == w[1]), "only the first event is tried: {tried:?}");
+    assert!(!of(&failing, &other).is_empty(), "the other customer is not held up");
+
+    // Once the receiver answers, the rest follow in order.
+    receiver.set_closed(None);
+    let got = receiver
+        .wait_for(Duration::from_secs(15), "every credit", |got| {
+            got.iter().filter(|r| r.status == 200 && r.json()["data"]["cuRefNo"] == cu.as_str()).count() >= 5
+        })
+        .await;
+    let delivered: Vec<i64> = got
+        .iter()
+        .filter(|r| r.status == 200 && r.json()["data"]["cuRefNo"] == cu.as_str())
+        .map(Received::event_id)
+        .collect();
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "in order: {delivered:?}");
+    assert_eq!(delivered[0], tried[0]);
+    worker.abort();
+});

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::admin::insert_audit;
+use super::batch::rows;
 use super::{dialect, profile_by_id, SqlStore};
 use crate::store::{
     now, AttemptOutcome, AttemptRecord, DeliveryAttempt, DueDelivery, Endpoint, Mode, NewAudit, NewEndpoint, Profile,
@@ -61,25 +62,26 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
          order by d.next_attempt_at limit $3{}) \
          update webhook_deliveries set next_attempt_at = $2, attempts = webhook_deliveries.attempts + 1 from due \
          where webhook_deliveries.space_id = due.space_id and webhook_deliveries.id = due.id \
-         returning webhook_deliveries.id",
+         returning webhook_deliveries.space_id, webhook_deliveries.id",
         dialect::SKIP_LOCKED
     )
 });
 
-/// The claimed deliveries `$1` (a JSON array of ids), with what sending them needs.
+/// The claimed deliveries `$1` (a JSON array of `{space_id, id}`, each found by its
+/// primary key), with what sending them needs.
 static CLAIMED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "select d.space_id, d.id, d.endpoint_id, w.url, w.secret, d.event_id, e.type as event_type, \
          e.created_at as event_at, s.mode, e.customer_id, c.cu_ref_no, c.erased_at is not null as erased, \
          e.other_id, o.cu_ref_no as other_cu_ref_no, d.body, d.attempts, d.created_at \
-         from webhook_deliveries d \
+         from {} cross join webhook_deliveries d \
          join webhook_endpoints w on w.space_id = d.space_id and w.id = d.endpoint_id \
          join webhook_events e on e.space_id = d.space_id and e.id = d.event_id \
          join spaces s on s.id = d.space_id \
          join customers c on c.space_id = e.space_id and c.id = e.customer_id \
          left join customers o on o.space_id = e.space_id and o.id = e.other_id \
-         where d.id in ({}) order by d.next_attempt_at, d.id",
-        dialect::ID_LIST.replace("$?", "$1")
+         where d.space_id = x.space_id and d.id = x.id order by d.next_attempt_at, d.id",
+        rows(1, &[("space_id", "bigint"), ("id", "bigint")])
     )
 });
 
@@ -253,12 +255,17 @@ impl WebhookStore for SqlStore {
         limit: i64,
     ) -> StoreResult<Vec<DueDelivery>> {
         let mut conn = self.conn().await?;
-        let ids: Vec<i64> =
-            sqlx::query_scalar(&CLAIM).bind(now).bind(lease_until).bind(limit).fetch_all(&mut *conn).await?;
-        if ids.is_empty() {
+        #[derive(sqlx::FromRow, serde::Serialize)]
+        struct Claimed {
+            space_id: i64,
+            id: i64,
+        }
+        let claimed: Vec<Claimed> =
+            sqlx::query_as(&CLAIM).bind(now).bind(lease_until).bind(limit).fetch_all(&mut *conn).await?;
+        if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Other(e.to_string()))?;
+        let ids = serde_json::to_string(&claimed).map_err(|e| StoreError::Other(e.to_string()))?;
         let rows: Vec<DueRow> = sqlx::query_as(&CLAIMED).bind(ids).fetch_all(&mut *conn).await?;
         Ok(rows
             .into_iter()
