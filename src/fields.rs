@@ -24,6 +24,9 @@ pub mod limits {
     pub const ALTERNATES: usize = crate::store::profile_limits::CONTACT_POINTS;
     pub const SUBSCRIPTIONS: usize = 50;
     pub const SUBSCRIPTION_FIELD: usize = 255;
+    pub const EXTERNAL_ID: usize = 255;
+    pub const ADDRESSES: usize = crate::store::profile_limits::ADDRESSES;
+    pub const ADDRESS_FIELD: usize = 255;
     /// A `meta` patch as sent, serialised, in bytes (the merged `meta` has the same limit).
     pub const META_BYTES: usize = crate::store::profile_limits::META_BYTES;
     pub const CREDIT_REASON: usize = 255;

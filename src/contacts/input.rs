@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::fields::{self, limits, InputResult};
 use crate::normalize::{slugify, Region, TextKind};
-use crate::store::{ContactWrite, Group, Patch, SubscriptionStatus, SubscriptionWrite};
+use crate::store::{Address, ContactWrite, Group, Patch, SubscriptionStatus, SubscriptionWrite};
 
 /// Absent stays `None`; `null` becomes `Some(None)`: the field is cleared.
 fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
@@ -14,12 +14,15 @@ fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<
 }
 
 /// `POST /api/v1/customer/create-or-update`, and one item of an import. Names follow
-/// API.md; the peer API's names (`phoneNumber`, `alternatePhoneNumbers`, `tags`, …) are
-/// accepted as aliases.
+/// API.md; the peer API's names (`phoneNumber`, `alternatePhoneNumbers`, `tags`,
+/// `externalId`, …) are accepted as aliases, and its single `secondaryEmail` and
+/// `secondaryPhoneNumber` join the alternates.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContactBody {
     cu_ref_no: Option<String>,
+    #[serde(default, deserialize_with = "given", alias = "externalId")]
+    partner_customer_id: Patch<String>,
     email: Option<String>,
     #[serde(alias = "phoneNumber")]
     phone: Option<String>,
@@ -42,10 +45,39 @@ pub struct ContactBody {
     alternate_emails: Option<Vec<String>>,
     #[serde(alias = "alternatePhoneNumbers", alias = "secondaryPhoneNumbers")]
     alternate_phones: Option<Vec<String>>,
+    secondary_email: Option<String>,
+    secondary_phone_number: Option<String>,
+    /// The alternates given replace the stored ones of their kind instead of adding.
+    over_write_assets: Option<bool>,
+    addresses: Option<Vec<AddressBody>>,
     #[serde(default, deserialize_with = "given")]
     referral_cu_ref_no: Patch<String>,
     subscriptions: Option<Vec<SubscriptionBody>>,
     customer_real_ip: Option<String>,
+}
+
+/// A postal address as given (the peer's `BikPlatformAddress`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AddressBody {
+    address_id: Option<String>,
+    partner_address_id: Option<String>,
+    address1: Option<String>,
+    address2: Option<String>,
+    city: Option<String>,
+    state: Option<String>,
+    state_code: Option<String>,
+    zip: Option<String>,
+    country: Option<String>,
+    country_code: Option<String>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    timezone: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    phone_number: Option<String>,
+    email: Option<String>,
+    is_default: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,8 +108,9 @@ impl ContactBody {
         let cu_ref_no = self.cu_ref_no.map(|c| fields::cu_ref_no(&c, "cuRefNo")).transpose()?;
         let email = self.email.map(|e| fields::email(&e, "email")).transpose()?;
         let phone = self.phone.map(|p| fields::phone(&p, region, "phone")).transpose()?;
-        if cu_ref_no.is_none() && email.is_none() && phone.is_none() {
-            return Err(fields::invalid("email", "cuRefNo, email or phone is required"));
+        let names_partner = matches!(&self.partner_customer_id, Some(Some(p)) if !p.trim().is_empty());
+        if cu_ref_no.is_none() && email.is_none() && phone.is_none() && !names_partner {
+            return Err(fields::invalid("email", "cuRefNo, partnerCustomerId, email or phone is required"));
         }
         let groups = fields::at_most(self.groups, "groups", limits::GROUPS)?.map(groups).transpose()?;
         if let Some(meta) = &self.meta {
@@ -88,8 +121,17 @@ impl ContactBody {
         let alternate_emails = fields::at_most(self.alternate_emails, "alternateEmails", limits::ALTERNATES)?
             .map(|l| l.iter().map(|e| fields::email(e, "alternateEmails")).collect::<InputResult<Vec<_>>>())
             .transpose()?;
+        let alternate_emails =
+            with_one(alternate_emails, self.secondary_email.map(|e| fields::email(&e, "secondaryEmail")).transpose()?);
         let alternate_phones = fields::at_most(self.alternate_phones, "alternatePhones", limits::ALTERNATES)?
             .map(|l| l.iter().map(|p| fields::phone(p, region, "alternatePhones")).collect::<InputResult<Vec<_>>>())
+            .transpose()?;
+        let alternate_phones = with_one(
+            alternate_phones,
+            self.secondary_phone_number.map(|p| fields::phone(&p, region, "secondaryPhoneNumber")).transpose()?,
+        );
+        let addresses = fields::at_most(self.addresses, "addresses", limits::ADDRESSES)?
+            .map(|l| addresses(l, region))
             .transpose()?;
         let referral = self
             .referral_cu_ref_no
@@ -106,6 +148,12 @@ impl ContactBody {
         };
         Ok(ContactWrite {
             cu_ref_no,
+            partner_customer_id: fields::text_patch(
+                &self.partner_customer_id,
+                "partnerCustomerId",
+                TextKind::Plain,
+                limits::EXTERNAL_ID,
+            )?,
             email,
             phone,
             first_name: fields::text_patch(&self.first_name, "firstName", TextKind::Name, limits::NAME)?,
@@ -129,6 +177,8 @@ impl ContactBody {
             meta: self.meta,
             alternate_emails,
             alternate_phones,
+            replace_alternates: self.over_write_assets.unwrap_or(false),
+            addresses,
             referral,
             subscriptions,
             ip,
@@ -150,6 +200,96 @@ fn groups(names: Vec<String>) -> InputResult<Vec<Group>> {
         }
     }
     Ok(groups)
+}
+
+/// `list` with `one` added, where one is given.
+fn with_one<T>(list: Option<Vec<T>>, one: Option<T>) -> Option<Vec<T>> {
+    match (list, one) {
+        (list, None) => list,
+        (list, Some(one)) => {
+            let mut list = list.unwrap_or_default();
+            list.push(one);
+            Some(list)
+        }
+    }
+}
+
+/// A contact's addresses: each valid, at most one the default, no id given twice.
+fn addresses(list: Vec<AddressBody>, region: Region) -> InputResult<Vec<Address>> {
+    let list = list.into_iter().map(|a| a.into_address(region)).collect::<InputResult<Vec<_>>>()?;
+    if list.iter().filter(|a| a.is_default).count() > 1 {
+        return Err(fields::invalid("addresses.isDefault", "at most one address may be the default"));
+    }
+    for (i, a) in list.iter().enumerate() {
+        let earlier = &list[..i];
+        if a.address_id.is_some() && earlier.iter().any(|b| b.address_id == a.address_id) {
+            return Err(fields::invalid("addresses.addressId", "an addressId is given twice"));
+        }
+        if a.partner_address_id.is_some() && earlier.iter().any(|b| b.partner_address_id == a.partner_address_id) {
+            return Err(fields::invalid("addresses.partnerAddressId", "a partnerAddressId is given twice"));
+        }
+    }
+    Ok(list)
+}
+
+impl AddressBody {
+    fn into_address(self, region: Region) -> InputResult<Address> {
+        const MAX: usize = limits::ADDRESS_FIELD;
+        let text = |v: Option<String>, name: &'static str| fields::text(v.as_deref(), name, MAX);
+        let name =
+            |v: Option<String>, field: &'static str| fields::text_as(v.as_deref(), field, TextKind::Name, limits::NAME);
+        // Checked against the contact's addresses when the write is decided.
+        let address_id = text(self.address_id, "addresses.addressId")?;
+        let address1 = fields::required(text(self.address1, "addresses.address1")?, "addresses.address1")?;
+        let country_code = text(self.country_code, "addresses.countryCode")?
+            .map(|code| {
+                celes::Country::from_alpha2(&code)
+                    .ok()
+                    .filter(|_| code.len() == 2)
+                    .map(|c| c.alpha2.to_owned())
+                    .ok_or_else(|| fields::invalid("addresses.countryCode", "not an ISO 3166-1 alpha-2 country code"))
+            })
+            .transpose()?;
+        let coordinate = |v: Option<f64>, field: &'static str, max: f64| match v {
+            Some(x) if !(-max..=max).contains(&x) => {
+                Err(fields::invalid(field, format!("must be a number from -{max} to {max}")))
+            }
+            other => Ok(other),
+        };
+        let timezone = text(self.timezone, "addresses.timezone")?
+            .map(|tz| {
+                tz.parse::<chrono_tz::Tz>()
+                    .map(|tz| tz.name().to_owned())
+                    .map_err(|_| fields::invalid("addresses.timezone", "not an IANA time zone name"))
+            })
+            .transpose()?;
+        Ok(Address {
+            address_id,
+            partner_address_id: text(self.partner_address_id, "addresses.partnerAddressId")?,
+            address1,
+            address2: text(self.address2, "addresses.address2")?,
+            city: text(self.city, "addresses.city")?,
+            state: text(self.state, "addresses.state")?,
+            state_code: text(self.state_code, "addresses.stateCode")?,
+            zip: text(self.zip, "addresses.zip")?,
+            country: text(self.country, "addresses.country")?,
+            country_code,
+            latitude: coordinate(self.latitude, "addresses.latitude", 90.0)?,
+            longitude: coordinate(self.longitude, "addresses.longitude", 180.0)?,
+            timezone,
+            first_name: name(self.first_name, "addresses.firstName")?,
+            last_name: name(self.last_name, "addresses.lastName")?,
+            phone_number: self
+                .phone_number
+                .map(|p| fields::phone(&p, region, "addresses.phoneNumber").map(|p| p.as_str().to_owned()))
+                .transpose()?,
+            email: self
+                .email
+                .map(|e| fields::email(&e, "addresses.email").map(|e| e.normalized().to_owned()))
+                .transpose()?,
+            is_default: self.is_default.unwrap_or(false),
+        })
+    }
 }
 
 impl SubscriptionBody {

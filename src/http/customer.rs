@@ -1,7 +1,7 @@
 //! The customer endpoints of BizKitHub's API: create, detail, and the manager → customer
 //! relations (match, list, remove).
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,12 @@ impl Endpoint for CreateBody {
     const SCOPE: Scope = Scope::CustomerWrite;
 }
 
-pub async fn create(State(state): State<AppState>, req: KeyedJson<CreateBody>) -> Result<Json<Written>, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    req: KeyedJson<CreateBody>,
+) -> Result<Json<Written>, ApiError> {
+    let shape = shape(query_param(query.as_deref(), "expand").as_deref())?;
     let b = req.body;
     let input = CreateCustomer {
         email: fields::required_email(b.email.as_deref(), "email")?,
@@ -50,7 +55,7 @@ pub async fn create(State(state): State<AppState>, req: KeyedJson<CreateBody>) -
         ip: fields::ip(b.customer_real_ip.as_deref(), "customerRealIp")?,
     };
     let written = Customers::new(&state.store, req.caller.space).create(&input).await?;
-    Ok(Json(Written::new(written)))
+    Ok(Json(Written::new(written, shape)))
 }
 
 #[derive(Deserialize)]
@@ -59,6 +64,7 @@ pub struct DetailQuery {
     identity_id: Option<String>,
     cu_ref_no: Option<String>,
     customer_real_ip: Option<String>,
+    expand: Option<String>,
 }
 
 impl Endpoint for DetailQuery {
@@ -73,8 +79,9 @@ pub async fn detail(
     let identity = fields::identity(q.identity_id.as_deref(), "identityId")?;
     let cu = fields::required_cu_ref_no(q.cu_ref_no.as_deref(), "cuRefNo")?;
     let ip = fields::ip(q.customer_real_ip.as_deref(), "customerRealIp")?;
+    let shape = shape(q.expand.as_deref())?;
     let detail = Customers::new(&state.store, req.caller.space).detail(&cu, &identity, &ip).await?;
-    Ok(Json(LoggedIn::new(detail.logged_in.then(|| detail.profile.into()))))
+    Ok(Json(LoggedIn::new(detail.logged_in.then(|| wire::Profile::new(detail.profile, shape)))))
 }
 
 #[derive(Deserialize)]
@@ -151,6 +158,8 @@ pub async fn match_list(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchQuery {
+    #[serde(alias = "externalId")]
+    partner_customer_id: Option<String>,
     email: Option<String>,
     phone: Option<String>,
     q: Option<String>,
@@ -181,6 +190,11 @@ impl SearchQuery {
             None => None,
         };
         Ok(CustomerFilter {
+            partner_customer_id: fields::text(
+                self.partner_customer_id.as_deref(),
+                "partnerCustomerId",
+                limits::EXTERNAL_ID,
+            )?,
             email: self
                 .email
                 .as_deref()
@@ -235,7 +249,11 @@ pub async fn list(
     Ok(Json(success(CustomerList {
         customers: items
             .into_iter()
-            .map(|c| Listed { profile: c.profile.into(), created_at: c.created_at, updated_at: c.updated_at })
+            .map(|c| Listed {
+                profile: wire::Profile::new(c.profile, wire::Shape::Extended),
+                created_at: c.created_at,
+                updated_at: c.updated_at,
+            })
             .collect(),
         next_cursor: next.map(encode_customers),
     })))
@@ -266,4 +284,18 @@ pub async fn match_remove(
     let customer = fields::required_cu_ref_no(b.customer_cu_ref_no.as_deref(), "customerCuRefNo")?;
     let removed = Customers::new(&state.store, req.caller.space).match_remove(&manager, &customer).await?;
     Ok(Json(success(Removed { removed })))
+}
+
+/// `expand=extended` asks BizKitHub's endpoints for the extended profile.
+fn shape(expand: Option<&str>) -> Result<wire::Shape, ApiError> {
+    match expand {
+        None | Some("") => Ok(wire::Shape::Documented),
+        Some("extended") => Ok(wire::Shape::Extended),
+        Some(_) => Err(fields::invalid("expand", "expand may only be `extended`").into()),
+    }
+}
+
+/// The last value of the query parameter `name`, decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes()).filter(|(k, _)| k == name).map(|(_, v)| v.into_owned()).last()
 }

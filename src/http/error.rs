@@ -298,6 +298,12 @@ impl From<ContactError> for ApiError {
                     format!("subscription {id} belongs to another contact"),
                     Some("subscriptions.externalId"),
                 ),
+                ContactRefusal::PartnerIdTaken => {
+                    ApiError::invalid("the partnerCustomerId belongs to another contact", Some("partnerCustomerId"))
+                }
+                ContactRefusal::AddressNotFound(id) => {
+                    ApiError::invalid(format!("the contact has no address {id}"), Some("addresses.addressId"))
+                }
                 ContactRefusal::OverLimit(limit) => {
                     let field = match limit {
                         ProfileLimit::Meta => "meta",

@@ -23,7 +23,7 @@ pub async fn create_or_update(
 ) -> Result<Json<Written>, ApiError> {
     let write = req.body.into_write(state.contacts.phone_region)?;
     let written = Contacts::new(&state.store, req.caller.space).upsert(&write).await?;
-    Ok(Json(Written::new(written)))
+    Ok(Json(Written::new(written, wire::Shape::Extended)))
 }
 
 #[derive(Deserialize)]

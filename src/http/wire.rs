@@ -45,7 +45,9 @@ pub struct RunningSubscription {
     pub auto_renew: bool,
 }
 
-/// The customer profile, as detail, create and create-or-update return it.
+/// The customer profile, as detail, create and create-or-update return it; the extended
+/// profile (this server's own endpoints, and BizKitHub's with `expand=extended`) adds
+/// what the peers' model holds.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
@@ -62,10 +64,38 @@ pub struct Profile {
     pub meta: Map<String, Value>,
     pub referral: Option<Referral>,
     pub running_subscription_list: Vec<RunningSubscription>,
+    #[serde(flatten)]
+    pub extended: Option<Extended>,
 }
 
-impl From<store::Profile> for Profile {
-    fn from(p: store::Profile) -> Self {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Extended {
+    pub partner_customer_id: Option<String>,
+    pub alternate_emails: Vec<String>,
+    pub alternate_phones: Vec<String>,
+    pub addresses: Vec<store::Address>,
+}
+
+/// Which shape of the profile an answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// BizKitHub's documented fields only.
+    Documented,
+    Extended,
+}
+
+impl Profile {
+    pub fn new(p: store::Profile, shape: Shape) -> Self {
+        let extended = (shape == Shape::Extended).then(|| {
+            let e = p.extension;
+            Extended {
+                partner_customer_id: e.partner_customer_id,
+                alternate_emails: e.alternate_emails,
+                alternate_phones: e.alternate_phones,
+                addresses: e.addresses,
+            }
+        });
         Profile {
             cu_ref_no: p.cu_ref_no,
             credit_balance: p.credit_balance,
@@ -96,6 +126,7 @@ impl From<store::Profile> for Profile {
                     auto_renew: s.auto_renew,
                 })
                 .collect(),
+            extended,
         }
     }
 }
@@ -111,8 +142,8 @@ pub struct Written {
 }
 
 impl Written {
-    pub fn new((new_account, profile): (bool, store::Profile)) -> Self {
-        Written { success: true, new_account, profile: profile.into() }
+    pub fn new((new_account, profile): (bool, store::Profile), shape: Shape) -> Self {
+        Written { success: true, new_account, profile: Profile::new(profile, shape) }
     }
 }
 

@@ -16,7 +16,10 @@ pub use phone::{parse_region, Phone, PhoneError, Region};
 pub use search::{SearchKeys, SEARCH_RULES_VERSION};
 pub use slug::slugify;
 pub use text::{clean_text, TextKind, TooLong};
-pub use token::{sha256_hex, ApiKey, ApiKeyKind, ConfirmationToken, CuRefNo, IdentityId, InvalidToken, KeyFormatError};
+pub use token::{
+    new_address_id, sha256_hex, ApiKey, ApiKeyKind, ConfirmationToken, CuRefNo, IdentityId, InvalidToken,
+    KeyFormatError,
+};
 
 /// Reading the shared normalisation vectors (`testdata/vectors/*.tsv`).
 #[cfg(test)]

@@ -34,6 +34,11 @@ fn random_alnum(len: usize) -> String {
     rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
+/// A new id for a stored address: 16 letters or digits, unique among the contact's.
+pub fn new_address_id() -> String {
+    random_alnum(CU_REF_NO_LEN)
+}
+
 /// A customer's public reference number.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CuRefNo(String);

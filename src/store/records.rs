@@ -210,6 +210,46 @@ pub struct Profile {
     pub meta: serde_json::Map<String, serde_json::Value>,
     pub referrer: Option<Referrer>,
     pub running_subscriptions: Vec<RunningSubscription>,
+    /// What the peers' model adds (the extended profile).
+    pub extension: Extension,
+}
+
+/// The parts of a profile beyond BizKitHub's documented shape: the client's own id of the
+/// contact, the alternate addresses and numbers that also find it, and its addresses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extension {
+    pub partner_customer_id: Option<String>,
+    pub alternate_emails: Vec<String>,
+    pub alternate_phones: Vec<String>,
+    pub addresses: Vec<Address>,
+}
+
+/// A postal address of a contact, as stored and shown (the peer's `BikPlatformAddress`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Address {
+    /// This server's id of the address; set when it is first stored.
+    pub address_id: Option<String>,
+    /// The client's own id of the address, unique among the contact's.
+    pub partner_address_id: Option<String>,
+    pub address1: String,
+    pub address2: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub state_code: Option<String>,
+    pub zip: Option<String>,
+    pub country: Option<String>,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country_code: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    /// An IANA time zone name.
+    pub timezone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone_number: Option<String>,
+    pub email: Option<String>,
+    pub is_default: bool,
 }
 
 /// What `create` may fill in; empty fields of an existing customer are filled, set ones kept.
@@ -278,6 +318,8 @@ impl MatchItem {
 /// What the customer list is narrowed to; every filter given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CustomerFilter {
+    /// The client's own id of the customer (`partnerCustomerId`).
+    pub partner_customer_id: Option<String>,
     /// A canonical address: the customer's own or one of its alternates.
     pub email: Option<String>,
     /// A phone number in its stored form: the customer's own or one of its alternates.

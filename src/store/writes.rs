@@ -5,18 +5,21 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::Group;
+use super::{Address, Group};
 use crate::normalize::{ClientIp, CuRefNo, Email, Phone};
 
 /// A field of a write: not given (`None`, kept as stored) or given (`Some(None)` clears).
 pub type Patch<T> = Option<Option<T>>;
 
 /// One create-or-update, validated. The contact is the one named by `cu_ref_no`, else the
-/// one with this canonical e-mail (own, then alternate), else the one with this phone
-/// (own, then alternate; only a contact without e-mail when an e-mail is given).
+/// one with this `partner_customer_id`, else the one with this canonical e-mail (own,
+/// then alternate), else the one with this phone (own, then alternate; only a contact
+/// without e-mail when an e-mail is given).
 #[derive(Debug, Clone, Default)]
 pub struct ContactWrite {
     pub cu_ref_no: Option<CuRefNo>,
+    /// The client's own id of the contact: finds it, and is stored on it.
+    pub partner_customer_id: Patch<String>,
     pub email: Option<Email>,
     pub phone: Option<Phone>,
     pub first_name: Patch<String>,
@@ -30,9 +33,14 @@ pub struct ContactWrite {
     pub groups: Option<Vec<Group>>,
     /// A JSON merge patch (RFC 7396) for the stored `meta`: `null` deletes a key.
     pub meta: Option<Map<String, Value>>,
-    /// Replace the contact's alternate addresses / numbers.
+    /// Alternate addresses / numbers, added to the contact's (or replacing that kind of
+    /// them, with `replace_alternates`).
     pub alternate_emails: Option<Vec<Email>>,
     pub alternate_phones: Option<Vec<Phone>>,
+    pub replace_alternates: bool,
+    /// Replaces the contact's addresses; one naming a stored address (by its id or the
+    /// client's) updates it in place.
+    pub addresses: Option<Vec<Address>>,
     pub referral: Patch<CuRefNo>,
     /// Upserted by external id; subscriptions not named are kept.
     pub subscriptions: Vec<SubscriptionWrite>,
@@ -88,6 +96,7 @@ pub mod profile_limits {
     pub const RUNNING_SUBSCRIPTIONS: usize = 100;
     /// Alternate e-mail addresses and phone numbers together.
     pub const CONTACT_POINTS: usize = 20;
+    pub const ADDRESSES: usize = 20;
 }
 
 /// Which of `profile_limits` a write would have passed.
@@ -122,6 +131,10 @@ pub enum ContactRefusal {
     PhoneTaken,
     /// This subscription external id belongs to another contact.
     SubscriptionTaken(String),
+    /// The partnerCustomerId is another contact's.
+    PartnerIdTaken,
+    /// An address names an `addressId` the contact does not have.
+    AddressNotFound(String),
     /// A new contact needs an e-mail or a phone.
     NoContactPoint,
 }

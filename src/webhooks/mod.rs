@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 
 pub use target::Reach;
 
+use crate::http::wire::{Profile, Shape};
 use crate::store::{now, AttemptOutcome, AttemptRecord, DueDelivery, DynStore, StoreResult};
 
 /// Every event type, as endpoints subscribe to them.
@@ -293,7 +294,7 @@ impl Worker {
             _ if d.erased => json!({ "cuRefNo": d.cu_ref_no }),
             _ => {
                 let profile = self.store.event_profile(d.space, d.customer_id).await?;
-                serde_json::to_value(crate::http::wire::Profile::from(profile)).unwrap_or(Value::Null)
+                serde_json::to_value(Profile::new(profile, Shape::Extended)).unwrap_or(Value::Null)
             }
         };
         let payload = json!({

@@ -75,9 +75,15 @@ backend_test!(alternate_contact_points_are_limited, |app| {
     )
     .await;
     assert_error(&got, 400, "VALUE_TOO_LONG");
+    // Alternates given again count once
+    let (status, body) = upsert(&app, json!({ "cuRefNo": cu, "alternatePhones": phones(6) })).await;
+    assert_eq!(status, 200, "{body}");
     // Replacing a list frees its places
-    let (status, body) =
-        upsert(&app, json!({ "cuRefNo": cu, "alternateEmails": [], "alternatePhones": phones(20) })).await;
+    let (status, body) = upsert(
+        &app,
+        json!({ "cuRefNo": cu, "alternateEmails": [], "alternatePhones": phones(20), "overWriteAssets": true }),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 });
 

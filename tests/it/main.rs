@@ -21,6 +21,7 @@ mod import;
 mod limits;
 mod mail;
 mod openapi;
+mod peer;
 mod process;
 mod process_admin;
 mod process_import;

@@ -296,6 +296,7 @@ fn filters() -> Vec<(CustomerFilter, &'static [&'static str])> {
             ],
         ),
         (CustomerFilter { group: Some("rare".into()), ..f() }, &["customer_group_members_group"]),
+        (CustomerFilter { partner_customer_id: Some("crm-77777".into()), ..f() }, &["customers_partner_customer_id"]),
         (CustomerFilter { premium: Some(true), ..f() }, &["customers_listed_premium"]),
         (CustomerFilter { ban: Some(true), ..f() }, &["customers_listed_banned"]),
         (CustomerFilter { premium: Some(false), ban: Some(false), ..f() }, &["customers_listed"]),

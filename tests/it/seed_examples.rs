@@ -71,7 +71,7 @@ impl Example {
     }
 }
 
-fn shared_dir() -> Option<PathBuf> {
+pub(crate) fn shared_dir() -> Option<PathBuf> {
     let dir = manifest_dir().join("../shared");
     if dir.join("seeds").is_dir() {
         return Some(dir);
@@ -82,7 +82,7 @@ fn shared_dir() -> Option<PathBuf> {
 }
 
 /// The seed pages whose file names start with one of `prefixes`, in name order.
-fn seed_pages(shared: &Path, prefixes: &[&str]) -> Vec<PathBuf> {
+pub(crate) fn seed_pages(shared: &Path, prefixes: &[&str]) -> Vec<PathBuf> {
     let mut pages: Vec<PathBuf> = std::fs::read_dir(shared.join("seeds"))
         .expect("read seeds")
         .map(|entry| entry.unwrap().path())

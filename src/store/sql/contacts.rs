@@ -33,7 +33,8 @@ const ERASE_REFERRALS: &str =
 const ERASE_CUSTOMER: &str = "update customers set email = null, email_canonical = null, phone = null, \
      first_name = null, last_name = null, company_name = null, company_registration_number = null, \
      tax_identification_number = null, premium = false, ban = false, meta = '{}', referrer_id = null, \
-     credit_balance = 0, profile_groups = '[]', profile_subscriptions = '[]', \
+     credit_balance = 0, profile_groups = '[]', profile_subscriptions = '[]', partner_customer_id = null, \
+     addresses = '[]', profile_alternates = '{\"emails\":[],\"phones\":[]}', \
      registration_ip = null, last_ip = null, last_seen_at = null, password_hash = null, \
      account_confirmed_at = null, search_name = null, search_last_name = null, search_company_name = null, \
      search_email = null, erased_at = $3, updated_at = $3 where space_id = $1 and id = $2";

@@ -27,7 +27,9 @@ use sqlx::Executor;
 
 use super::{dialect, Db};
 use crate::normalize::{ClientIp, CuRefNo, Email, SearchKeys, EMAIL_RULES_VERSION, SEARCH_RULES_VERSION};
-use crate::store::{Group, Profile, Referrer, RunningSubscription, SpaceId, StoreError, StoreResult};
+use crate::store::{
+    Address, Extension, Group, Profile, Referrer, RunningSubscription, SpaceId, StoreError, StoreResult,
+};
 
 /// The store over one pool of this backend.
 pub struct SqlStore {
@@ -152,6 +154,7 @@ where
 /// on the row (written by `batch`, the one writer of groups and subscriptions), so only a referrer is read from elsewhere.
 const PROFILE_COLUMNS: &str = "c.cu_ref_no, c.email, c.phone, c.first_name, c.last_name, c.company_name, \
      c.premium, c.ban, c.meta, c.credit_balance, c.profile_groups, c.profile_subscriptions, \
+     c.partner_customer_id, c.addresses, c.profile_alternates, \
      r.cu_ref_no as referrer_cu_ref_no, r.email as referrer_email, r.first_name as referrer_first_name, \
      r.last_name as referrer_last_name";
 
@@ -173,6 +176,13 @@ struct StoredSubscription {
     valid_until: Option<DateTime<Utc>>,
 }
 
+/// The alternate addresses and numbers as the profile shows them (`profile_alternates`).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct StoredAlternates {
+    emails: Vec<String>,
+    phones: Vec<String>,
+}
+
 #[derive(sqlx::FromRow)]
 struct ProfileRow {
     cu_ref_no: String,
@@ -187,6 +197,9 @@ struct ProfileRow {
     credit_balance: i64,
     profile_groups: Json<Vec<Group>>,
     profile_subscriptions: Json<Vec<StoredSubscription>>,
+    partner_customer_id: Option<String>,
+    addresses: Json<Vec<Address>>,
+    profile_alternates: Json<StoredAlternates>,
     referrer_cu_ref_no: Option<String>,
     referrer_email: Option<String>,
     referrer_first_name: Option<String>,
@@ -222,6 +235,12 @@ impl ProfileRow {
                 .filter(|s| s.valid_until.is_none_or(|until| until > now))
                 .map(|s| s.subscription)
                 .collect(),
+            extension: Extension {
+                partner_customer_id: self.partner_customer_id,
+                alternate_emails: self.profile_alternates.0.emails,
+                alternate_phones: self.profile_alternates.0.phones,
+                addresses: self.addresses.0,
+            },
         }
     }
 }

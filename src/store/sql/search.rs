@@ -38,6 +38,8 @@ enum Hits<'f> {
     Prefix(&'f str),
     /// A group, by id.
     Group(i64),
+    /// The client's own id of the customer.
+    Partner(&'f str),
 }
 
 impl Hits<'_> {
@@ -71,6 +73,12 @@ impl Hits<'_> {
                         .push_bind(to.clone());
                 }
             }
+            Hits::Partner(value) => {
+                q.push("select id from customers where space_id = ")
+                    .push_bind(space.0)
+                    .push(" and partner_customer_id = ")
+                    .push_bind(value.to_owned());
+            }
             Hits::Group(id) => {
                 // The id is written into the statement, not bound: the planner then knows
                 // how many members this group has (a rare group is read through its
@@ -86,7 +94,7 @@ impl Hits<'_> {
 /// The list's statement for `filter`, from `before`; prefixed with `explain`, the
 /// statement that shows its plan.
 ///
-/// The first filter that names few customers (e-mail, phone, prefix, group) drives the
+/// The first filter that names few customers (partner id, e-mail, phone, prefix, group) drives the
 /// statement: its customers are found through its index and joined to their rows (a
 /// `cross join`, which SQLite, planning without statistics, keeps in this order; PostgreSQL
 /// plans it as any join), then sorted. Without one, the list's own index by creation time
@@ -100,6 +108,9 @@ fn list_query(
     limit: i64,
 ) -> QueryBuilder<'static, Db> {
     let mut hits: Vec<Hits> = Vec::new();
+    if let Some(value) = &filter.partner_customer_id {
+        hits.push(Hits::Partner(value));
+    }
     if let Some(value) = &filter.email {
         hits.push(Hits::Point { kind: "email", own_column: "email_canonical", value });
     }

@@ -6,11 +6,19 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::normalize::{CuRefNo, EMAIL_RULES_VERSION};
+use crate::normalize::{new_address_id, CuRefNo, EMAIL_RULES_VERSION};
 use crate::store::{
-    merge_patch, profile_limits, ContactRefusal, ContactWrite, Patch, ProfileLimit, StoreError, StoreResult,
+    merge_patch, profile_limits, Address, ContactRefusal, ContactWrite, Patch, ProfileLimit, StoreError, StoreResult,
     SubscriptionStatus,
 };
+
+/// An alternate address or number: what it is looked up by (an address's canonical
+/// form) and how the profile shows it.
+#[derive(Clone)]
+pub(super) struct Alternate {
+    pub(super) value: String,
+    pub(super) shown: String,
+}
 
 /// How a contact was found: an alternate address or number finds its contact but does
 /// not replace the contact's own.
@@ -48,16 +56,21 @@ pub(super) struct Customer {
     pub(super) meta: Map<String, Value>,
     pub(super) registration_ip: Option<String>,
     pub(super) last_ip: Option<String>,
-    pub(super) alternate_emails: Vec<String>,
-    pub(super) alternate_phones: Vec<String>,
+    pub(super) partner_customer_id: Option<String>,
+    pub(super) addresses: Vec<Address>,
+    /// An item gave its addresses.
+    pub(super) addresses_changed: bool,
+    pub(super) alternate_emails: Vec<Alternate>,
+    pub(super) alternate_phones: Vec<Alternate>,
     /// Indexes into `State::subscriptions`.
     pub(super) subscriptions: Vec<usize>,
     /// The final memberships, when an item replaced them.
     pub(super) groups: Option<Vec<String>>,
     /// The ids of the groups it is stored as a member of (read when an item names groups).
     pub(super) stored_groups: Vec<i64>,
-    pub(super) emails_replaced: bool,
-    pub(super) phones_replaced: bool,
+    /// An item wrote its alternate addresses / numbers.
+    pub(super) emails_changed: bool,
+    pub(super) phones_changed: bool,
     /// The final referrer (an index into `State::customers`), when an item set it.
     pub(super) referrer: Option<Option<usize>>,
     pub(super) end_sessions: bool,
@@ -90,6 +103,7 @@ pub(super) struct Subscription {
 pub(super) struct State {
     pub(super) customers: Vec<Customer>,
     pub(super) by_cu_ref_no: HashMap<String, usize>,
+    pub(super) by_partner_id: HashMap<String, usize>,
     pub(super) by_email: HashMap<String, usize>,
     pub(super) by_alternate_email: HashMap<String, Vec<usize>>,
     pub(super) by_phone: HashMap<String, Vec<usize>>,
@@ -140,6 +154,9 @@ impl State {
     pub(super) fn add(&mut self, c: Customer) -> usize {
         let i = self.customers.len();
         self.by_cu_ref_no.insert(c.cu_ref_no.clone(), i);
+        if let Some(p) = &c.partner_customer_id {
+            self.by_partner_id.insert(p.clone(), i);
+        }
         if let Some(e) = &c.email_canonical {
             self.by_email.insert(e.clone(), i);
         }
@@ -150,9 +167,15 @@ impl State {
         i
     }
 
-    /// The contact with the write's e-mail (own, then alternate), else with its phone
-    /// (own, then alternate; only one without an e-mail when the write gives an e-mail).
+    /// The contact with the write's partnerCustomerId, else with its e-mail (own, then
+    /// alternate), else with its phone (own, then alternate; only one without an e-mail
+    /// when the write gives an e-mail).
     fn find(&self, w: &ContactWrite) -> Option<(usize, FoundBy)> {
+        if let Some(Some(partner_id)) = &w.partner_customer_id {
+            if let Some(&i) = self.by_partner_id.get(partner_id) {
+                return Some((i, FoundBy::Own));
+            }
+        }
         if let Some(email) = &w.email {
             if let Some(&i) = self.by_email.get(email.canonical()) {
                 return Some((i, FoundBy::Own));
@@ -184,6 +207,17 @@ impl State {
                 return Some(ContactRefusal::EmailTaken);
             }
         }
+        if let Some(Some(partner_id)) = &w.partner_customer_id {
+            if self.by_partner_id.get(partner_id).is_some_and(|&o| Some(o) != found) {
+                return Some(ContactRefusal::PartnerIdTaken);
+            }
+        }
+        let stored = found.map_or(&[][..], |me| &self.customers[me].addresses[..]);
+        for id in w.addresses.iter().flatten().filter_map(|a| a.address_id.as_ref()) {
+            if !stored.iter().any(|s| s.address_id.as_ref() == Some(id)) {
+                return Some(ContactRefusal::AddressNotFound(id.clone()));
+            }
+        }
         if let (Some(phone), Some(me), None) = (&w.phone, found, &w.email) {
             if self.customers[me].email_canonical.is_none() {
                 let others = self.by_phone.get(phone.as_str()).into_iter().flatten();
@@ -213,10 +247,24 @@ impl State {
             }
         }
         if w.alternate_emails.is_some() || w.alternate_phones.is_some() {
-            let emails =
-                w.alternate_emails.as_ref().map_or_else(|| me.map_or(0, |c| c.alternate_emails.len()), Vec::len);
-            let phones =
-                w.alternate_phones.as_ref().map_or_else(|| me.map_or(0, |c| c.alternate_phones.len()), Vec::len);
+            // How many of a kind the contact keeps: those stored, unless replaced, and
+            // those given, each once.
+            let count = |given: Option<Vec<&str>>, stored: Option<&Vec<Alternate>>| {
+                let stored = stored.into_iter().flatten().map(|a| a.value.as_str());
+                match given {
+                    None => stored.count(),
+                    Some(given) if w.replace_alternates => given.into_iter().collect::<HashSet<_>>().len(),
+                    Some(given) => stored.chain(given).collect::<HashSet<_>>().len(),
+                }
+            };
+            let emails = count(
+                w.alternate_emails.as_ref().map(|l| l.iter().map(|e| e.canonical()).collect()),
+                me.map(|c| &c.alternate_emails),
+            );
+            let phones = count(
+                w.alternate_phones.as_ref().map(|l| l.iter().map(|p| p.as_str()).collect()),
+                me.map(|c| &c.alternate_phones),
+            );
             if emails + phones > profile_limits::CONTACT_POINTS {
                 return Some(ProfileLimit::ContactPoints);
             }
@@ -297,16 +345,22 @@ impl State {
             }
         }
         if let Some(list) = &w.alternate_emails {
-            let values = list.iter().map(|e| e.canonical().to_owned()).collect();
-            let old = std::mem::take(&mut self.customers[i].alternate_emails);
-            self.customers[i].emails_replaced = true;
-            self.replace_alternates(i, old, values, true);
+            let given = list
+                .iter()
+                .map(|e| Alternate { value: e.canonical().to_owned(), shown: e.normalized().to_owned() })
+                .collect();
+            self.write_alternates(i, given, true, w.replace_alternates);
         }
         if let Some(list) = &w.alternate_phones {
-            let values = list.iter().map(|p| p.as_str().to_owned()).collect();
-            let old = std::mem::take(&mut self.customers[i].alternate_phones);
-            self.customers[i].phones_replaced = true;
-            self.replace_alternates(i, old, values, false);
+            let given =
+                list.iter().map(|p| Alternate { value: p.as_str().to_owned(), shown: p.as_str().to_owned() }).collect();
+            self.write_alternates(i, given, false, w.replace_alternates);
+        }
+        if let Some(list) = &w.addresses {
+            let c = &mut self.customers[i];
+            let stored = std::mem::take(&mut c.addresses);
+            c.addresses = list.iter().map(|a| keep_address_id(a, &stored)).collect();
+            c.addresses_changed = true;
         }
         for s in &w.subscriptions {
             let k = match self.by_external_id.get(&s.external_id) {
@@ -354,29 +408,49 @@ impl State {
         Ok((i, new))
     }
 
-    /// Replaces customer `i`'s alternate addresses (`emails`) or numbers.
-    fn replace_alternates(&mut self, i: usize, old: Vec<String>, mut values: Vec<String>, emails: bool) {
+    /// Adds `given` to customer `i`'s alternate addresses (`emails`) or numbers, or
+    /// replaces them with it; each value once.
+    fn write_alternates(&mut self, i: usize, given: Vec<Alternate>, emails: bool, replace: bool) {
         let index = if emails { &mut self.by_alternate_email } else { &mut self.by_alternate_phone };
-        for v in &old {
-            remove(index, v, i);
-        }
-        let mut seen = HashSet::new();
-        values.retain(|v| seen.insert(v.clone()));
-        for v in &values {
-            index.entry(v.clone()).or_default().push(i);
-        }
         let c = &mut self.customers[i];
+        let list = if emails { &mut c.alternate_emails } else { &mut c.alternate_phones };
+        if replace {
+            for a in list.drain(..) {
+                remove(index, &a.value, i);
+            }
+        }
+        for a in given {
+            match list.iter_mut().find(|v| v.value == a.value) {
+                // Given again: shown as given this time.
+                Some(v) => v.shown = a.shown,
+                None => {
+                    index.entry(a.value.clone()).or_default().push(i);
+                    list.push(a);
+                }
+            }
+        }
         if emails {
-            c.alternate_emails = values;
+            c.emails_changed = true;
         } else {
-            c.alternate_phones = values;
+            c.phones_changed = true;
         }
     }
 
     /// Overwrites the given fields of customer `i` and merges its meta.
     fn update(&mut self, i: usize, w: &ContactWrite, by: FoundBy) {
-        let State { customers, by_email, by_phone, .. } = self;
+        let State { customers, by_email, by_phone, by_partner_id, .. } = self;
         let c = &mut customers[i];
+        if let Some(partner_id) = &w.partner_customer_id {
+            if let Some(old) = c.partner_customer_id.take() {
+                if by_partner_id.get(&old) == Some(&i) {
+                    by_partner_id.remove(&old);
+                }
+            }
+            c.partner_customer_id.clone_from(partner_id);
+            if let Some(p) = partner_id {
+                by_partner_id.insert(p.clone(), i);
+            }
+        }
         if let Some(email) = w.email.as_ref().filter(|_| by != FoundBy::AlternateEmail) {
             if let Some(old) = c.email_canonical.take() {
                 if by_email.get(&old) == Some(&i) {
@@ -436,6 +510,7 @@ impl State {
             premium: w.premium.unwrap_or(false),
             ban: w.ban.unwrap_or(false),
             meta,
+            partner_customer_id: given(&w.partner_customer_id),
             registration_ip: ip.clone(),
             last_ip: ip,
             ..Customer::default()
@@ -445,4 +520,16 @@ impl State {
     pub(super) fn id(&self, i: usize) -> StoreResult<i64> {
         self.customers[i].id.ok_or_else(|| StoreError::Other("a new customer was not inserted".into()))
     }
+}
+
+/// An address as given, with the id of the stored address it names (by `addressId`, else
+/// by `partnerAddressId`), or a new one.
+fn keep_address_id(given: &Address, stored: &[Address]) -> Address {
+    let same = |s: &&Address| match (&given.address_id, &given.partner_address_id) {
+        (Some(id), _) => s.address_id.as_ref() == Some(id),
+        (None, Some(partner_id)) => s.partner_address_id.as_ref() == Some(partner_id),
+        (None, None) => false,
+    };
+    let id = stored.iter().find(same).and_then(|s| s.address_id.clone()).unwrap_or_else(new_address_id);
+    Address { address_id: Some(id), ..given.clone() }
 }

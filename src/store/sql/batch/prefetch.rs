@@ -7,18 +7,19 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::types::Json;
 
-use super::decide::{Customer, Owner, State, Subscription};
+use super::decide::{Alternate, Customer, Owner, State, Subscription};
 use super::{at, dialect, to_json, Tx};
-use crate::store::{ContactWrite, SpaceId, StoreResult};
+use crate::store::{Address, ContactWrite, SpaceId, StoreResult};
 
 /// The customer columns a batch decides on and writes back.
 const CUSTOMER_COLUMNS: &str = "c.id, c.cu_ref_no, c.email, c.email_canonical, c.email_rules_version, c.phone, \
      c.first_name, c.last_name, c.company_name, c.company_registration_number, c.tax_identification_number, \
-     c.premium, c.ban, c.meta, c.last_ip";
+     c.premium, c.ban, c.meta, c.last_ip, c.partner_customer_id, c.addresses";
 
 /// Every live customer the batch could touch, locked: by cuRefNo (`$2`: the items' and
-/// their referrals'), by canonical e-mail (`$3`), by phone (`$4`), own or alternate. Each
-/// lookup is driven from its list (`cross join` keeps that order on SQLite).
+/// their referrals'), by canonical e-mail (`$3`), by phone (`$4`), own or alternate, by
+/// partnerCustomerId (`$5`). Each lookup is driven from its list (`cross join` keeps that
+/// order on SQLite).
 static PREFETCH_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
     let list = |n| format!("({}) k cross join", at(dialect::TEXT_LIST, n));
     let points = dialect::CONTACT_POINTS_BY_VALUE;
@@ -28,13 +29,15 @@ static PREFETCH_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
          union select o.id from {} customers o where o.space_id = $1 and o.email_canonical = k.value \
          union select p.customer_id from {} {points} where p.space_id = $1 and p.kind = 'email' and p.value = k.value \
          union select o.id from {} customers o where o.space_id = $1 and o.phone = k.value \
-         union select p.customer_id from {} {points} where p.space_id = $1 and p.kind = 'phone' and p.value = k.value\
+         union select p.customer_id from {} {points} where p.space_id = $1 and p.kind = 'phone' and p.value = k.value \
+         union select o.id from {} customers o where o.space_id = $1 and o.partner_customer_id = k.value\
          ) order by c.id{}",
         list(2),
         list(3),
         list(3),
         list(4),
         list(4),
+        list(5),
         dialect::LOCK_ROW
     )
 });
@@ -42,7 +45,7 @@ static PREFETCH_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
 /// The alternate addresses and numbers of the customers `$2`.
 static PREFETCH_POINTS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "select p.customer_id, p.kind, p.value from ({}) k cross join contact_points p \
+        "select p.customer_id, p.kind, p.value, coalesce(p.shown, p.value) from ({}) k cross join contact_points p \
          where p.space_id = $1 and p.customer_id = k.value",
         at(dialect::ID_LIST, 2)
     )
@@ -96,6 +99,8 @@ struct CustomerRow {
     ban: bool,
     meta: Json<Map<String, Value>>,
     last_ip: Option<String>,
+    partner_customer_id: Option<String>,
+    addresses: Json<Vec<Address>>,
 }
 
 /// Reads and locks everything the items could touch.
@@ -103,6 +108,7 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
     let mut cu_ref_nos = HashSet::new();
     let mut emails = HashSet::new();
     let mut phones = HashSet::new();
+    let mut partner_ids = HashSet::new();
     let mut external_ids = HashSet::new();
     let mut slugs = HashSet::new();
     for w in writes {
@@ -112,21 +118,26 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
         }
         emails.extend(w.email.as_ref().map(|e| e.canonical()));
         phones.extend(w.phone.as_ref().map(|p| p.as_str()));
+        if let Some(Some(p)) = &w.partner_customer_id {
+            partner_ids.insert(p.as_str());
+        }
         external_ids.extend(w.subscriptions.iter().map(|s| s.external_id.as_str()));
         slugs.extend(w.groups.iter().flatten().map(|g| g.slug.as_str()));
     }
     let mut state = State::default();
-    let rows: Vec<CustomerRow> = if cu_ref_nos.is_empty() && emails.is_empty() && phones.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_as(&PREFETCH_CUSTOMERS)
-            .bind(space.0)
-            .bind(to_json(&cu_ref_nos)?)
-            .bind(to_json(&emails)?)
-            .bind(to_json(&phones)?)
-            .fetch_all(&mut **tx)
-            .await?
-    };
+    let rows: Vec<CustomerRow> =
+        if cu_ref_nos.is_empty() && emails.is_empty() && phones.is_empty() && partner_ids.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(&PREFETCH_CUSTOMERS)
+                .bind(space.0)
+                .bind(to_json(&cu_ref_nos)?)
+                .bind(to_json(&emails)?)
+                .bind(to_json(&phones)?)
+                .bind(to_json(&partner_ids)?)
+                .fetch_all(&mut **tx)
+                .await?
+        };
     let mut by_id = HashMap::with_capacity(rows.len());
     for r in rows {
         let i = state.add(Customer {
@@ -149,15 +160,17 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
             meta: r.meta.0,
             registration_ip: None,
             last_ip: r.last_ip,
+            partner_customer_id: r.partner_customer_id,
+            addresses: r.addresses.0,
             ..Customer::default()
         });
         by_id.insert(r.id, i);
     }
     let ids = to_json(&by_id.keys().collect::<Vec<_>>())?;
     if !by_id.is_empty() {
-        let points: Vec<(i64, String, String)> =
+        let points: Vec<(i64, String, String, String)> =
             sqlx::query_as(&PREFETCH_POINTS).bind(space.0).bind(&ids).fetch_all(&mut **tx).await?;
-        for (id, kind, value) in points {
+        for (id, kind, value, shown) in points {
             let i = by_id[&id];
             let (list, index) = if kind == "email" {
                 (&mut state.customers[i].alternate_emails, &mut state.by_alternate_email)
@@ -165,7 +178,7 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
                 (&mut state.customers[i].alternate_phones, &mut state.by_alternate_phone)
             };
             index.entry(value.clone()).or_default().push(i);
-            list.push(value);
+            list.push(Alternate { value, shown });
         }
     }
     if !by_id.is_empty() || !external_ids.is_empty() {

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::super::StoredSubscription;
-use super::decide::{Customer, Owner, State, Subscription};
+use super::decide::{Alternate, Customer, Owner, State, Subscription};
 use super::prefetch::read_groups;
 use super::{at, dialect, rows, to_json, Tx};
 use crate::normalize::{SearchKeys, SEARCH_RULES_VERSION};
@@ -25,15 +25,19 @@ static INSERT_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into customers (space_id, cu_ref_no, email, email_canonical, email_rules_version, phone, \
          first_name, last_name, company_name, company_registration_number, tax_identification_number, premium, ban, \
-         meta, profile_groups, profile_subscriptions, registration_ip, last_ip, created_at, updated_at, \
+         meta, profile_groups, profile_subscriptions, partner_customer_id, addresses, profile_alternates, \
+         registration_ip, last_ip, created_at, updated_at, \
          search_name, search_last_name, search_company_name, search_email, search_version) \
          select $1, x.cu_ref_no, x.email, x.email_canonical, x.email_rules_version, x.phone, x.first_name, \
          x.last_name, x.company_name, x.company_registration_number, x.tax_identification_number, x.premium, x.ban, \
-         {}, {}, {}, x.registration_ip, x.last_ip, $3, $3, x.search_name, x.search_last_name, x.search_company_name, \
-         x.search_email, {SEARCH_RULES_VERSION} from {} order by x.ord returning id, cu_ref_no",
+         {}, {}, {}, x.partner_customer_id, {}, {}, x.registration_ip, x.last_ip, $3, $3, x.search_name, \
+         x.search_last_name, x.search_company_name, x.search_email, {SEARCH_RULES_VERSION} from {} \
+         order by x.ord returning id, cu_ref_no",
         json_value("meta"),
         json_value("profile_groups"),
         json_value("profile_subscriptions"),
+        json_value("addresses"),
+        json_value("profile_alternates"),
         rows(2, CUSTOMER_FIELDS)
     )
 });
@@ -49,6 +53,8 @@ static UPDATE_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
          tax_identification_number = x.tax_identification_number, premium = x.premium, ban = x.ban, meta = {}, \
          profile_groups = coalesce({}, customers.profile_groups), \
          profile_subscriptions = coalesce({}, customers.profile_subscriptions), \
+         partner_customer_id = x.partner_customer_id, addresses = coalesce({}, customers.addresses), \
+         profile_alternates = coalesce({}, customers.profile_alternates), \
          search_name = x.search_name, search_last_name = x.search_last_name, \
          search_company_name = x.search_company_name, search_email = x.search_email, \
          search_version = {SEARCH_RULES_VERSION}, \
@@ -56,6 +62,8 @@ static UPDATE_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
         json_value("meta"),
         json_value("profile_groups"),
         json_value("profile_subscriptions"),
+        json_value("addresses"),
+        json_value("profile_alternates"),
         rows(2, &[CUSTOMER_FIELDS, &[("id", "bigint")]].concat())
     )
 });
@@ -77,6 +85,9 @@ const CUSTOMER_FIELDS: &[(&str, &str)] = &[
     ("meta", "text"),
     ("profile_groups", "text"),
     ("profile_subscriptions", "text"),
+    ("partner_customer_id", "text"),
+    ("addresses", "text"),
+    ("profile_alternates", "text"),
     ("registration_ip", "text"),
     ("last_ip", "text"),
     ("search_name", "text"),
@@ -129,9 +140,9 @@ static DELETE_POINTS: LazyLock<String> = LazyLock::new(|| {
 
 static INSERT_POINTS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "insert into contact_points (space_id, customer_id, kind, value) select $1, x.id, x.kind, x.value from {} \
-         where true on conflict do nothing",
-        rows(2, &[("id", "bigint"), ("kind", "text"), ("value", "text")])
+        "insert into contact_points (space_id, customer_id, kind, value, shown) \
+         select $1, x.id, x.kind, x.value, x.shown from {} where true on conflict do nothing",
+        rows(2, &[("id", "bigint"), ("kind", "text"), ("value", "text"), ("shown", "text")])
     )
 });
 
@@ -193,6 +204,9 @@ struct CustomerOut<'a> {
     meta: String,
     profile_groups: Option<String>,
     profile_subscriptions: Option<String>,
+    partner_customer_id: Option<&'a str>,
+    addresses: Option<String>,
+    profile_alternates: Option<String>,
     registration_ip: Option<&'a str>,
     last_ip: Option<&'a str>,
     search_name: Option<String>,
@@ -229,6 +243,9 @@ impl State {
         };
         let profile_subscriptions =
             if c.new || c.subscriptions_changed { Some(self.profile_subscriptions(c)?) } else { None };
+        let addresses = if c.new || c.addresses_changed { Some(to_json(&c.addresses)?) } else { None };
+        let profile_alternates =
+            if c.new || c.emails_changed || c.phones_changed { Some(profile_alternates(c)?) } else { None };
         let keys = SearchKeys::of(
             c.first_name.as_deref(),
             c.last_name.as_deref(),
@@ -253,6 +270,9 @@ impl State {
             // A new customer stores both lists, empty where no item gave one.
             profile_groups: profile_groups.or_else(|| c.new.then(|| "[]".to_owned())),
             profile_subscriptions,
+            partner_customer_id: c.partner_customer_id.as_deref(),
+            addresses,
+            profile_alternates,
             registration_ip: c.registration_ip.as_deref(),
             last_ip: c.last_ip.as_deref(),
             search_name: keys.name,
@@ -337,6 +357,16 @@ impl State {
     }
 }
 
+/// The profile's alternates of `c`, as shown, sorted.
+fn profile_alternates(c: &Customer) -> StoreResult<String> {
+    fn shown(list: &[Alternate]) -> Vec<&str> {
+        let mut shown: Vec<&str> = list.iter().map(|a| a.shown.as_str()).collect();
+        shown.sort_unstable();
+        shown
+    }
+    to_json(&serde_json::json!({ "emails": shown(&c.alternate_emails), "phones": shown(&c.alternate_phones) }))
+}
+
 /// Stores the groups the items name that are not stored yet, and learns their ids.
 async fn store_groups(tx: &mut Tx, space: SpaceId, state: &mut State) -> StoreResult<()> {
     #[derive(Serialize)]
@@ -391,6 +421,7 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         id: i64,
         kind: &'a str,
         value: &'a str,
+        shown: &'a str,
     }
     #[derive(Serialize)]
     struct Member {
@@ -423,16 +454,16 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
             let added = ids.iter().filter(|g| !c.stored_groups.contains(g));
             memberships.extend(added.map(|&group_id| Member { id, group_id }));
         }
-        for (k, (replaced, kind, values)) in
-            [(c.emails_replaced, "email", &c.alternate_emails), (c.phones_replaced, "phone", &c.alternate_phones)]
+        for (k, (changed, kind, values)) in
+            [(c.emails_changed, "email", &c.alternate_emails), (c.phones_changed, "phone", &c.alternate_phones)]
                 .into_iter()
                 .enumerate()
         {
-            if replaced {
+            if changed {
                 if !c.new {
                     points_cleared[k].push(id);
                 }
-                points.extend(values.iter().map(|v| Point { id, kind, value: v }));
+                points.extend(values.iter().map(|v| Point { id, kind, value: &v.value, shown: &v.shown }));
             }
         }
     }
