@@ -3,9 +3,11 @@
 #  0. an import by the command line (IMPORT_ITEMS new contacts per run) with no endpoint,
 #     the outbox's triggers enabled and then disabled, in turns: what they cost a space
 #     that subscribes nothing;
-#  1. create (a new address each request) with no endpoint, then with one endpoint
-#     receiving every event, in turns, at the given connections: the outbox's cost on the
-#     write path (the worker delivers meanwhile, as it would in production);
+#  1. create (a new address each request) in turns at the given connections: with no
+#     endpoint; with one endpoint subscribed to every event on a server that delivers
+#     none (WEBHOOK_CONCURRENCY=0, as an API-only instance): the outbox's cost on the
+#     write path; and with the endpoint on a server whose worker delivers meanwhile to
+#     the receiver, on the same two cores (each run's queue is drained before the next);
 #  2. the worker alone draining a backlog (EVENTS contacts imported by the command line
 #     while the server is stopped, one `customer.created` each) to a local receiver that
 #     answers 204 at once: deliveries per second, from the server's start to an empty queue.
@@ -62,7 +64,8 @@ receiver=$!
 sql() { psql "$PG_URL/$PG_DB" -qAt -c "$1"; }
 
 serve() {
-  RATE_LIMIT_PROD_PER_HOUR=4000000000 RATE_LIMIT_PROD_BURST=4000000000 BIND=127.0.0.1:$PORT RUST_LOG=warn \
+  WEBHOOK_CONCURRENCY=${1:-32} RATE_LIMIT_PROD_PER_HOUR=4000000000 RATE_LIMIT_PROD_BURST=4000000000 \
+    BIND=127.0.0.1:$PORT RUST_LOG=warn \
     DATABASE_URL="$PG_URL/$PG_DB" "$BIN" serve --demo >"$tmp/server.out" 2>>"$tmp/server.err" &
   pid=$!
   await_ready "$base"
@@ -107,28 +110,39 @@ printf 'triggers off %s/s, on %s/s: ratio %.2f\n' "$(( ${isum[off]} / ROUNDS ))"
   "$(awk -v a="${isum[on]}" -v b="${isum[off]}" 'BEGIN {print a / b}')"
 
 wrk -t"$THREADS" -c16 -d"$WARMUP" -s bench/create.lua "$base/api/v1/customer/create?apiKey=$KEY" >/dev/null
+pending() { sql "select count(*) from webhook_deliveries where state = 'pending'"; }
+# Waits (bounded) until the worker has delivered everything queued.
+drain() {
+  local waited=0
+  while [ "$(pending)" -gt 0 ] && [ "$waited" -lt "$DRAIN_LIMIT" ]; do sleep 1; waited=$((waited + 1)); done
+}
 echo "create (new address) on PostgreSQL, $DURATION per run, $ROUNDS rounds in turns"
-printf '%-6s %-14s %-14s %s\n' conns "no endpoint" "one endpoint" ratio
+printf '%-6s %-13s %-24s %-24s\n' conns "no endpoint" "one, recorded only" "one, delivered meanwhile"
 for c in $CONNECTIONS; do
-  declare -A sum=([none]=0 [one]=0)
+  declare -A sum=([none]=0 [recorded]=0 [delivered]=0)
   for r in $(seq 1 "$ROUNDS"); do
-    for mode in none one; do
-      if [ "$mode" = one ]; then subscribe; else unsubscribe; fi
+    for mode in none recorded delivered; do
+      case $mode in
+        none) unsubscribe ;;
+        recorded) stop_server; serve 0; subscribe ;;
+        delivered) stop_server; sql "delete from webhook_deliveries where state = 'pending'" >/dev/null; serve ;;
+      esac
       wrk -t"$THREADS" -c"$c" -d"$DURATION" -s bench/create.lua "$base/api/v1/customer/create?apiKey=$KEY" >"$tmp/wrk"
       sum[$mode]=$(awk -v a="${sum[$mode]}" -v b="$(rate "$tmp/wrk")" 'BEGIN {print a + b}')
+      [ "$mode" != delivered ] || drain
     done
   done
-  none=$(awk -v s="${sum[none]}" -v n="$ROUNDS" 'BEGIN {printf "%.0f", s / n}')
-  one=$(awk -v s="${sum[one]}" -v n="$ROUNDS" 'BEGIN {printf "%.0f", s / n}')
-  printf '%-6s %-14s %-14s %.2f\n' "$c" "$none/s" "$one/s" "$(awk -v a="$one" -v b="$none" 'BEGIN {print a / b}')"
+  avg() { awk -v s="${sum[$1]}" -v n="$ROUNDS" 'BEGIN {printf "%.0f", s / n}'; }
+  none=$(avg none)
+  share() { awk -v a="$(avg "$1")" -v b="$none" 'BEGIN {printf "%.0f/s (%.2f)", a, a / b}'; }
+  printf '%-6s %-13s %-24s %-24s\n' "$c" "$none/s" "$(share recorded)" "$(share delivered)"
 done
 
 # A backlog written while no server runs: the queue the worker finds at its start.
-subscribe
+[ -n "$endpoint" ] || subscribe
 stop_server
 python3 bench/gen_contacts.py "$EVENTS" >"$tmp/contacts.ndjson"
 DATABASE_URL="$PG_URL/$PG_DB" RUST_LOG=warn "$BIN" import --org demo "$tmp/contacts.ndjson" >/dev/null
-pending() { sql "select count(*) from webhook_deliveries where state = 'pending'"; }
 start_pending=$(pending)
 start_received=$(curl -fsS "http://127.0.0.1:$RECEIVER_PORT/count")
 start=$(date +%s.%N)

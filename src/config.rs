@@ -237,8 +237,9 @@ pub struct ServeConfig {
     /// 3 days after the event.
     #[arg(long, env = "WEBHOOK_RETRY_BASE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub webhook_retry_base_seconds: u64,
-    /// Webhook attempts in flight at once, per process.
-    #[arg(long, env = "WEBHOOK_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Webhook attempts in flight at once, per process; 0 delivers none here (instances
+    /// that only serve the API while others deliver).
+    #[arg(long, env = "WEBHOOK_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub webhook_concurrency: u32,
 }
 

@@ -108,8 +108,12 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     }
     spawn_sweeper(store.clone(), accounts.confirm_token_lifetime);
     let webhooks = config.webhook_settings();
-    tracing::info!(reach = ?webhooks.reach, "delivering webhooks");
-    crate::webhooks::Worker::new(store.clone(), webhooks).context("cannot start the webhook worker")?.spawn();
+    if webhooks.concurrency > 0 {
+        tracing::info!(reach = ?webhooks.reach, "delivering webhooks");
+        crate::webhooks::Worker::new(store.clone(), webhooks).context("cannot start the webhook worker")?.spawn();
+    } else {
+        tracing::info!("WEBHOOK_CONCURRENCY=0: webhooks are recorded here and delivered by other instances");
+    }
     spawn_search_keys(store.clone());
     let state = AppState::new(Shared {
         store,

@@ -370,14 +370,14 @@ pub trait WebhookStore: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<Vec<DueDelivery>>;
-    /// Keeps the body of a delivery's first attempt, for its retries.
-    async fn save_delivery_body(&self, space: SpaceId, id: i64, body: &str) -> StoreResult<()>;
-    /// Records an attempt of a claimed delivery and what it came to.
+    /// Records an attempt of a claimed delivery and what it came to. A delivery to be
+    /// retried keeps `body`, the one its first attempt sent, for its retries.
     async fn finish_attempt(
         &self,
         delivery: &DueDelivery,
         record: &AttemptRecord,
         outcome: &AttemptOutcome,
+        body: &str,
     ) -> StoreResult<()>;
     /// The profile of customer `id` now, for an event's body.
     async fn event_profile(&self, space: SpaceId, id: i64) -> StoreResult<Profile>;

@@ -5,7 +5,10 @@
 //! due deliveries, renders each body from the stored rows when it is first sent, signs it
 //! as the Standard Webhooks specification says, and posts it: 2xx delivers, 410 disables
 //! the endpoint, anything else is retried with exponential backoff and jitter (or after
-//! the endpoint's `Retry-After`) until `retry_for` has passed since the event.
+//! the endpoint's `Retry-After`) until `retry_for` has passed since the event. A failed
+//! attempt's body is kept with its outcome, so every retry sends what the first attempt
+//! sent (an attempt cut off before its outcome is recorded renders anew); a delivered
+//! one costs no write of its body.
 //!
 //! At least once, in order per customer: a customer's next event to an endpoint waits
 //! until the previous one is delivered or given up. Several processes may run workers on
@@ -181,12 +184,6 @@ impl Worker {
                 }
             },
         };
-        if delivery.body.is_none() {
-            if let Err(e) = self.store.save_delivery_body(delivery.space, delivery.id, &body).await {
-                tracing::warn!(error = %e, delivery = delivery.id, "cannot keep a webhook body; will retry");
-                return;
-            }
-        }
         let at = now();
         let started = Instant::now();
         let answer = self.post(&delivery, &body, at).await;
@@ -206,7 +203,7 @@ impl Worker {
         if let AttemptOutcome::Disable(reason) = &outcome {
             tracing::warn!(endpoint = delivery.endpoint_id, %reason, "webhook endpoint disabled");
         }
-        if let Err(e) = self.store.finish_attempt(&delivery, &record, &outcome).await {
+        if let Err(e) = self.store.finish_attempt(&delivery, &record, &outcome, &body).await {
             tracing::warn!(error = %e, delivery = delivery.id, "cannot record a webhook attempt; will retry");
         }
     }

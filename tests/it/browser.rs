@@ -153,9 +153,15 @@ async fn docs_page_renders_the_contract_offline() {
     let _ = std::fs::remove_file(&shot);
     // Exec
     let dom = browse(&chromium, &app.url("/docs"), &[format!("--screenshot={}", shot.display())]).await;
-    // Check: the operations of openapi.yaml are on the page, rendered by Redoc
-    for needle in ["/api/v1/customer/create", "customer-match-customer", "create-or-update", "operation/createCustomer"]
-    {
+    // Check: the operations and webhooks of openapi.yaml are on the page, rendered by Redoc
+    for needle in [
+        "/api/v1/customer/create",
+        "customer-match-customer",
+        "create-or-update",
+        "operation/createCustomer",
+        "operation/customerCreatedEvent",
+        "operation/matchRemovedEvent",
+    ] {
         assert!(dom.contains(needle), "/docs does not show {needle}:\n{}", &dom[..dom.len().min(3000)]);
     }
     assert!(!dom.contains("Something went wrong"), "Redoc failed to render the document");

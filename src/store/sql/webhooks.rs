@@ -291,21 +291,12 @@ impl WebhookStore for SqlStore {
             .collect())
     }
 
-    async fn save_delivery_body(&self, space: SpaceId, id: i64, body: &str) -> StoreResult<()> {
-        sqlx::query("update webhook_deliveries set body = $3 where space_id = $1 and id = $2 and state = 'pending'")
-            .bind(space.0)
-            .bind(id)
-            .bind(body)
-            .execute(&mut *self.conn().await?)
-            .await?;
-        Ok(())
-    }
-
     async fn finish_attempt(
         &self,
         delivery: &DueDelivery,
         record: &AttemptRecord,
         outcome: &AttemptOutcome,
+        body: &str,
     ) -> StoreResult<()> {
         let (space, id) = (delivery.space.0, delivery.id);
         let mut tx = self.begin_with(dialect::BEGIN_WRITE).await?;
@@ -339,12 +330,16 @@ impl WebhookStore for SqlStore {
                 .await?;
             }
             AttemptOutcome::Retry(at) => {
-                sqlx::query("update webhook_deliveries set next_attempt_at = $3 where space_id = $1 and id = $2")
-                    .bind(space)
-                    .bind(id)
-                    .bind(*at)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "update webhook_deliveries set next_attempt_at = $3, body = coalesce(body, $4) \
+                     where space_id = $1 and id = $2",
+                )
+                .bind(space)
+                .bind(id)
+                .bind(*at)
+                .bind(body)
+                .execute(&mut *tx)
+                .await?;
             }
             AttemptOutcome::Disable(reason) => {
                 sqlx::query(
