@@ -108,7 +108,9 @@ impl ContactBody {
         let cu_ref_no = self.cu_ref_no.map(|c| fields::cu_ref_no(&c, "cuRefNo")).transpose()?;
         let email = self.email.map(|e| fields::email(&e, "email")).transpose()?;
         let phone = self.phone.map(|p| fields::phone(&p, region, "phone")).transpose()?;
-        let names_partner = matches!(&self.partner_customer_id, Some(Some(p)) if !p.trim().is_empty());
+        let partner_customer_id =
+            fields::text_patch(&self.partner_customer_id, "partnerCustomerId", TextKind::Plain, limits::EXTERNAL_ID)?;
+        let names_partner = matches!(partner_customer_id, Some(Some(_)));
         if cu_ref_no.is_none() && email.is_none() && phone.is_none() && !names_partner {
             return Err(fields::invalid("email", "cuRefNo, partnerCustomerId, email or phone is required"));
         }
@@ -148,12 +150,7 @@ impl ContactBody {
         };
         Ok(ContactWrite {
             cu_ref_no,
-            partner_customer_id: fields::text_patch(
-                &self.partner_customer_id,
-                "partnerCustomerId",
-                TextKind::Plain,
-                limits::EXTERNAL_ID,
-            )?,
+            partner_customer_id,
             email,
             phone,
             first_name: fields::text_patch(&self.first_name, "firstName", TextKind::Name, limits::NAME)?,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Endpoint, KeyedJson, KeyedQuery};
+use super::extract::{query_param, Endpoint, KeyedJson, KeyedQuery};
 use super::pagination::{decode_customers, decode_matches, encode_customers, encode_matches};
 use super::wire::{self, success, LoggedIn, Success, Written};
 use super::AppState;
@@ -293,9 +293,4 @@ fn shape(expand: Option<&str>) -> Result<wire::Shape, ApiError> {
         Some("extended") => Ok(wire::Shape::Extended),
         Some(_) => Err(fields::invalid("expand", "expand may only be `extended`").into()),
     }
-}
-
-/// The last value of the query parameter `name`, decoded.
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes()).filter(|(k, _)| k == name).map(|(_, v)| v.into_owned()).last()
 }

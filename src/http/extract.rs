@@ -63,8 +63,12 @@ fn present(key: &str) -> Option<String> {
 }
 
 fn query_key(parts: &Parts) -> Option<String> {
-    let query = parts.uri.query()?;
-    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "apiKey").and_then(|(_, v)| present(&v))
+    query_param(parts.uri.query(), "apiKey").and_then(|v| present(&v))
+}
+
+/// The first value of the query parameter `name`, decoded (as `KeyedQuery` reads them).
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 fn bearer_key(headers: &HeaderMap) -> Option<String> {

@@ -64,17 +64,9 @@ pub struct Profile {
     pub meta: Map<String, Value>,
     pub referral: Option<Referral>,
     pub running_subscription_list: Vec<RunningSubscription>,
+    /// The extended profile's fields, flattened beside the documented ones.
     #[serde(flatten)]
-    pub extended: Option<Extended>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Extended {
-    pub partner_customer_id: Option<String>,
-    pub alternate_emails: Vec<String>,
-    pub alternate_phones: Vec<String>,
-    pub addresses: Vec<store::Address>,
+    pub extended: Option<store::Extension>,
 }
 
 /// Which shape of the profile an answer carries.
@@ -87,15 +79,7 @@ pub enum Shape {
 
 impl Profile {
     pub fn new(p: store::Profile, shape: Shape) -> Self {
-        let extended = (shape == Shape::Extended).then(|| {
-            let e = p.extension;
-            Extended {
-                partner_customer_id: e.partner_customer_id,
-                alternate_emails: e.alternate_emails,
-                alternate_phones: e.alternate_phones,
-                addresses: e.addresses,
-            }
-        });
+        let extended = (shape == Shape::Extended).then_some(p.extension);
         Profile {
             cu_ref_no: p.cu_ref_no,
             credit_balance: p.credit_balance,

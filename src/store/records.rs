@@ -216,7 +216,8 @@ pub struct Profile {
 
 /// The parts of a profile beyond BizKitHub's documented shape: the client's own id of the
 /// contact, the alternate addresses and numbers that also find it, and its addresses.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Extension {
     pub partner_customer_id: Option<String>,
     pub alternate_emails: Vec<String>,

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::super::StoredSubscription;
+use super::super::{StoredAlternates, StoredSubscription};
 use super::decide::{Alternate, Customer, Owner, State, Subscription};
 use super::prefetch::read_groups;
 use super::{at, dialect, rows, to_json, Tx};
@@ -359,12 +359,12 @@ impl State {
 
 /// The profile's alternates of `c`, as shown, sorted.
 fn profile_alternates(c: &Customer) -> StoreResult<String> {
-    fn shown(list: &[Alternate]) -> Vec<&str> {
-        let mut shown: Vec<&str> = list.iter().map(|a| a.shown.as_str()).collect();
+    fn shown(list: &[Alternate]) -> Vec<String> {
+        let mut shown: Vec<String> = list.iter().map(|a| a.shown.clone()).collect();
         shown.sort_unstable();
         shown
     }
-    to_json(&serde_json::json!({ "emails": shown(&c.alternate_emails), "phones": shown(&c.alternate_phones) }))
+    to_json(&StoredAlternates { emails: shown(&c.alternate_emails), phones: shown(&c.alternate_phones) })
 }
 
 /// Stores the groups the items name that are not stored yet, and learns their ids.
