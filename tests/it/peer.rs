@@ -293,3 +293,29 @@ backend_test!(bizkithubs_endpoints_extend_the_profile_only_when_asked, |app| {
     assert_error(&got, 400, "INVALID_REQUEST");
     assert_eq!(got.1["error"]["field"], "expand");
 });
+
+backend_test!(the_peer_fields_past_their_edges_are_refused_and_change_nothing, |app| {
+    // Setup
+    upsert(&app, json!({ "email": "edge@example.com", "partnerCustomerId": "edge" })).await;
+    let before = stored(&app, "edge").await;
+
+    // Exec + check: each field past its edge names itself, and nothing changes
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (json!({ "partnerCustomerId": "p".repeat(256) }), "VALUE_TOO_LONG", "partnerCustomerId"),
+        (json!({ "secondaryEmail": "not-an-address" }), "INVALID_EMAIL", "secondaryEmail"),
+        (json!({ "secondaryPhoneNumber": "12" }), "INVALID_PHONE", "secondaryPhoneNumber"),
+        (json!({ "overWriteAssets": "yes" }), "INVALID_REQUEST", "overWriteAssets"),
+    ];
+    for (extra, code, field) in cases {
+        let mut body = json!({ "email": "edge@example.com", "firstName": "Never" });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let got = app.post(UPSERT, &app.keys.prod, body).await;
+        assert_error(&got, 400, code);
+        assert_eq!(got.1["error"]["field"], field, "{}", got.1);
+        assert_eq!(stored(&app, "edge").await, before, "{field}: nothing changed");
+    }
+    // The list's filter has the same bound
+    let got = app.get(LIST, &app.keys.prod, &[("partnerCustomerId", &"p".repeat(256))]).await;
+    assert_error(&got, 400, "VALUE_TOO_LONG");
+    assert_eq!(got.1["error"]["field"], "partnerCustomerId");
+});
