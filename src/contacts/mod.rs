@@ -8,7 +8,8 @@ pub use input::ContactBody;
 use crate::fields::InputError;
 use crate::normalize::{sha256_hex, CuRefNo, Region};
 use crate::store::{
-    ContactRefusal, ContactWrite, CreditAdd, CreditOutcome, DynStore, Idempotency, Profile, SpaceId, StoreError,
+    ContactRefusal, ContactWrite, CreditAdd, CreditOutcome, DynStore, Idempotency, Merge, MergeRefusal, Profile,
+    SpaceId, StoreError,
 };
 
 /// How contacts are written; see the README's settings table.
@@ -34,6 +35,9 @@ pub enum ContactError {
     /// The write was refused; nothing of it was stored.
     #[error("{0:?}")]
     Refused(ContactRefusal),
+    /// The merge was refused; nothing of it was stored.
+    #[error("{0:?}")]
+    MergeRefused(MergeRefusal),
     /// An `Idempotency-Key` replayed with a different request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
@@ -88,5 +92,11 @@ impl<'a> Contacts<'a> {
             return Err(ContactError::Refused(ContactRefusal::NotFound));
         }
         Ok(())
+    }
+
+    /// Merges the duplicate into the primary; the primary's profile. A merge that already
+    /// happened gives the same again and changes nothing.
+    pub async fn merge(&self, merge: &Merge) -> ContactResult<Profile> {
+        self.store.merge_customers(self.space, merge).await?.map_err(ContactError::MergeRefused)
     }
 }

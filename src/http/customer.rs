@@ -15,8 +15,8 @@ use crate::auth::Scope;
 use crate::customers::{Customers, MatchCursor};
 use crate::fields::{self, limits, InputError};
 use crate::normalize::search::fold;
-use crate::normalize::{slugify, Region};
-use crate::store::{CreateCustomer, CustomerFilter, MatchTarget, PagePos};
+use crate::normalize::{slugify, CuRefNo, Region};
+use crate::store::{CreateCustomer, CustomerFilter, MatchTarget, PagePos, SpaceId};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,7 +80,9 @@ pub async fn detail(
     let cu = fields::required_cu_ref_no(q.cu_ref_no.as_deref(), "cuRefNo")?;
     let ip = fields::ip(q.customer_real_ip.as_deref(), "customerRealIp")?;
     let shape = shape(q.expand.as_deref())?;
-    let detail = Customers::new(&state.store, req.caller.space).detail(&cu, &identity, &ip).await?;
+    let space = req.caller.space;
+    let detail = Customers::new(&state.store, space).detail(&cu, &identity, &ip).await.map_err(ApiError::from);
+    let detail = or_merged(detail, &state, space, &[("cuRefNo", Some(&cu))]).await?;
     Ok(Json(LoggedIn::new(detail.logged_in.then(|| wire::Profile::new(detail.profile, shape)))))
 }
 
@@ -112,7 +114,14 @@ pub async fn match_customer(
         }
     };
     let notice = fields::text(b.notice.as_deref(), "notice", limits::NOTICE)?;
-    Customers::new(&state.store, req.caller.space).match_customer(&manager, &target, notice.as_deref()).await?;
+    let space = req.caller.space;
+    let matched = Customers::new(&state.store, space).match_customer(&manager, &target, notice.as_deref()).await;
+    let target_cu = match &target {
+        MatchTarget::CuRefNo(cu, _) => Some(cu),
+        MatchTarget::Email(_) => None,
+    };
+    let asked = [("managerCuRefNo", Some(&manager)), ("customerCuRefNo", target_cu)];
+    or_merged(matched.map_err(ApiError::from), &state, space, &asked).await?;
     Ok(Json(wire::DONE))
 }
 
@@ -147,7 +156,9 @@ pub async fn match_list(
         None => MatchCursor::START,
         Some(c) => decode_matches(c).ok_or_else(|| fields::invalid("cursor", "cursor is not valid"))?,
     };
-    let page = Customers::new(&state.store, req.caller.space).match_list(&cu, limit, from).await?;
+    let space = req.caller.space;
+    let page = Customers::new(&state.store, space).match_list(&cu, limit, from).await.map_err(ApiError::from);
+    let page = or_merged(page, &state, space, &[("cuRefNo", Some(&cu))]).await?;
     Ok(Json(success(MatchList {
         managers: wire::all(page.managers),
         customers: wire::all(page.customers),
@@ -282,8 +293,36 @@ pub async fn match_remove(
     let b = req.body;
     let manager = fields::required_cu_ref_no(b.manager_cu_ref_no.as_deref(), "managerCuRefNo")?;
     let customer = fields::required_cu_ref_no(b.customer_cu_ref_no.as_deref(), "customerCuRefNo")?;
-    let removed = Customers::new(&state.store, req.caller.space).match_remove(&manager, &customer).await?;
+    let space = req.caller.space;
+    let removed = Customers::new(&state.store, space).match_remove(&manager, &customer).await.map_err(ApiError::from);
+    let asked = [("managerCuRefNo", Some(&manager)), ("customerCuRefNo", Some(&customer))];
+    let removed = or_merged(removed, &state, space, &asked).await?;
     Ok(Json(success(Removed { removed })))
+}
+
+/// A cuRefNo that finds no live customer may have been merged into another: then the
+/// answer is `CUSTOMER_MERGED` naming that one. `asked` pairs each field with the cuRefNo
+/// it gave; only a not-found answer costs the extra lookup.
+pub(super) async fn or_merged<T>(
+    result: Result<T, ApiError>,
+    state: &AppState,
+    space: SpaceId,
+    asked: &[(&'static str, Option<&CuRefNo>)],
+) -> Result<T, ApiError> {
+    let err = match result {
+        Ok(value) => return Ok(value),
+        Err(err) => err,
+    };
+    let field = match &err {
+        ApiError::CustomerNotFound { field } => *field,
+        ApiError::ManagerNotFound => "managerCuRefNo",
+        _ => return Err(err),
+    };
+    let Some(cu) = asked.iter().find(|(f, _)| *f == field).and_then(|(_, cu)| *cu) else { return Err(err) };
+    match state.store.merged_into(space, cu).await? {
+        Some(merged_into) => Err(ApiError::CustomerMerged { field, merged_into }),
+        None => Err(err),
+    }
 }
 
 /// `expand=extended` asks BizKitHub's endpoints for the extended profile.

@@ -12,7 +12,7 @@ use crate::contacts::ContactError;
 use crate::customers::CustomerError;
 use crate::fields::{InputError, Problem};
 use crate::normalize::{PasswordError, PASSWORD_MAX_CHARS};
-use crate::store::{ContactRefusal, ProfileLimit, StoreError};
+use crate::store::{ContactRefusal, MergeRefusal, MergeSide, ProfileLimit, StoreError};
 
 tokio::task_local! {
     /// The current request's id, so every error envelope can carry it.
@@ -70,6 +70,9 @@ pub enum ApiError {
     /// 404 CUSTOMER_NOT_FOUND
     #[error("no customer with this cuRefNo exists")]
     CustomerNotFound { field: &'static str },
+    /// 404 CUSTOMER_MERGED: the cuRefNo was merged into another, `mergedInto`.
+    #[error("{field} was merged into {merged_into}")]
+    CustomerMerged { field: &'static str, merged_into: String },
     /// 404 MANAGER_NOT_FOUND
     #[error("no customer with the managerCuRefNo exists")]
     ManagerNotFound,
@@ -129,6 +132,7 @@ impl ApiError {
             ApiError::WeakPassword(_) => "WEAK_PASSWORD",
             ApiError::SelfMatch => "SELF_MATCH_NOT_ALLOWED",
             ApiError::CustomerNotFound { .. } => "CUSTOMER_NOT_FOUND",
+            ApiError::CustomerMerged { .. } => "CUSTOMER_MERGED",
             ApiError::ManagerNotFound => "MANAGER_NOT_FOUND",
             ApiError::RouteNotFound(_) => "ROUTE_NOT_FOUND",
             ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
@@ -161,9 +165,10 @@ impl ApiError {
             | ApiError::WebhookEndpointInvalid(_)
             | ApiError::SelfMatch => StatusCode::BAD_REQUEST,
             ApiError::IdempotencyKeyReused => StatusCode::CONFLICT,
-            ApiError::CustomerNotFound { .. } | ApiError::ManagerNotFound | ApiError::RouteNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::CustomerNotFound { .. }
+            | ApiError::CustomerMerged { .. }
+            | ApiError::ManagerNotFound
+            | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) | ApiError::ImportTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -184,7 +189,8 @@ impl ApiError {
             | ApiError::InvalidCuRefNo { field }
             | ApiError::InvalidIdentityId { field }
             | ApiError::ValueTooLong { field, .. }
-            | ApiError::CustomerNotFound { field } => Some(field),
+            | ApiError::CustomerNotFound { field }
+            | ApiError::CustomerMerged { field, .. } => Some(field),
             ApiError::ManagerNotFound => Some("managerCuRefNo"),
             ApiError::WeakPassword(_) => Some("password"),
             ApiError::WebhookEndpointInvalid(_) => Some("url"),
@@ -207,6 +213,9 @@ impl ApiError {
         let mut error = json!({ "code": self.code(), "message": self.to_string(), "requestId": request_id });
         if let Some(field) = self.field() {
             error["field"] = json!(field);
+        }
+        if let ApiError::CustomerMerged { merged_into, .. } = &self {
+            error["mergedInto"] = json!(merged_into);
         }
         if let ApiError::RateLimited { retry_after } = self {
             error["retry_after"] = json!(retry_after);
@@ -304,22 +313,39 @@ impl From<ContactError> for ApiError {
                 ContactRefusal::AddressNotFound(id) => {
                     ApiError::invalid(format!("the contact has no address {id}"), Some("addresses.addressId"))
                 }
-                ContactRefusal::OverLimit(limit) => {
-                    let field = match limit {
-                        ProfileLimit::Meta => "meta",
-                        ProfileLimit::RunningSubscriptions => "subscriptions",
-                        ProfileLimit::ContactPoints => "alternateEmails",
-                    };
-                    ApiError::ValueTooLong { field, max: limit.max() }
-                }
+                ContactRefusal::OverLimit(limit) => over_limit(limit),
                 ContactRefusal::NoContactPoint => {
                     ApiError::invalid("a new contact needs an email or a phone", Some("email"))
                 }
+            },
+            ContactError::MergeRefused(refusal) => match refusal {
+                MergeRefusal::NotFound(MergeSide::Primary) => ApiError::CustomerNotFound { field: "primaryCuRefNo" },
+                MergeRefusal::NotFound(MergeSide::Duplicate) => {
+                    ApiError::CustomerNotFound { field: "duplicateCuRefNo" }
+                }
+                MergeRefusal::BothRegistered => ApiError::invalid(
+                    "both customers have a storefront account with a password; one of them must be erased or \
+                     merged first",
+                    Some("duplicateCuRefNo"),
+                ),
+                MergeRefusal::OverLimit(limit) => over_limit(limit),
             },
             ContactError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             ContactError::Store(e) => e.into(),
         }
     }
+}
+
+/// A profile past one of its limits, named by the field that would carry it.
+fn over_limit(limit: ProfileLimit) -> ApiError {
+    let field = match limit {
+        ProfileLimit::Meta => "meta",
+        ProfileLimit::RunningSubscriptions => "subscriptions",
+        ProfileLimit::ContactPoints => "alternateEmails",
+        ProfileLimit::Addresses => "addresses",
+        ProfileLimit::Groups => "groups",
+    };
+    ApiError::ValueTooLong { field, max: limit.max() }
 }
 
 impl From<AdminError> for ApiError {

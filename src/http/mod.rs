@@ -137,6 +137,7 @@ fn routes() -> Routes {
         .keyed::<ContactBody>(M::POST, "/api/v1/customer/create-or-update", post(p::create_or_update))
         .keyed::<p::CreditBody>(M::POST, "/api/v1/customer/credit-add", post(p::credit_add))
         .keyed::<p::DeleteBody>(M::POST, "/api/v1/customer/delete", post(p::delete))
+        .keyed::<p::MergeBody>(M::POST, "/api/v1/customer/merge", post(p::merge))
         .keyed_streaming::<import::ImportItems>(M::POST, "/api/v1/customer/import", post(import::import))
         .keyed::<a::RegisterBody>(M::POST, "/contact/v1/register-account", post(a::register))
         .keyed::<a::ConfirmQuery>(M::GET, "/contact/v1/confirm-account", get(a::confirm))

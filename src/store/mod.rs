@@ -204,6 +204,8 @@ pub trait CustomerStore: Send + Sync {
     ) -> StoreResult<Option<Detail>>;
     /// Whether the customer exists in the space (for telling 404 from an empty list).
     async fn customer_exists(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool>;
+    /// The cuRefNo of the live customer that `cu_ref_no` was merged into, if it was.
+    async fn merged_into(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<Option<String>>;
     async fn upsert_match(
         &self,
         space: SpaceId,
@@ -287,6 +289,10 @@ pub trait ContactStore: Send + Sync {
     /// Erases the customer's personal data everywhere and ends its sessions; the cuRefNo
     /// stays reserved. False if there is no such live customer.
     async fn erase_customer(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool>;
+    /// Moves everything the duplicate owns to the primary and leaves the duplicate as a
+    /// tombstone naming it, with `merge.audit`, in one transaction; the primary's profile.
+    /// A duplicate already merged into the primary changes nothing and gives the same.
+    async fn merge_customers(&self, space: SpaceId, merge: &Merge) -> StoreResult<Result<Profile, MergeRefusal>>;
 }
 
 /// Customers listed and searched, and the search keys they are found by.

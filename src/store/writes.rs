@@ -97,6 +97,8 @@ pub mod profile_limits {
     /// Alternate e-mail addresses and phone numbers together.
     pub const CONTACT_POINTS: usize = 20;
     pub const ADDRESSES: usize = 20;
+    /// Groups a customer is a member of (a merge joins two customers' groups).
+    pub const GROUPS: usize = 100;
 }
 
 /// Which of `profile_limits` a write would have passed.
@@ -105,6 +107,8 @@ pub enum ProfileLimit {
     Meta,
     RunningSubscriptions,
     ContactPoints,
+    Addresses,
+    Groups,
 }
 
 impl ProfileLimit {
@@ -113,6 +117,8 @@ impl ProfileLimit {
             ProfileLimit::Meta => profile_limits::META_BYTES,
             ProfileLimit::RunningSubscriptions => profile_limits::RUNNING_SUBSCRIPTIONS,
             ProfileLimit::ContactPoints => profile_limits::CONTACT_POINTS,
+            ProfileLimit::Addresses => profile_limits::ADDRESSES,
+            ProfileLimit::Groups => profile_limits::GROUPS,
         }
     }
 }
@@ -137,6 +143,34 @@ pub enum ContactRefusal {
     AddressNotFound(String),
     /// A new contact needs an e-mail or a phone.
     NoContactPoint,
+}
+
+/// Two customers of a space to merge: everything the duplicate owns moves to the primary.
+#[derive(Debug, Clone)]
+pub struct Merge {
+    pub primary: CuRefNo,
+    pub duplicate: CuRefNo,
+    /// Recorded in the merge's transaction.
+    pub audit: crate::store::NewAudit,
+}
+
+/// Which customer of a merge a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeSide {
+    Primary,
+    Duplicate,
+}
+
+/// Why a merge was refused; nothing of it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeRefusal {
+    /// No live customer has this side's cuRefNo (never issued, erased, or merged into
+    /// another than the primary).
+    NotFound(MergeSide),
+    /// Both have a storefront account with a password: the merge would have to drop one.
+    BothRegistered,
+    /// The merged profile would hold more than one of `profile_limits` allows.
+    OverLimit(ProfileLimit),
 }
 
 /// A contact written by an import.

@@ -33,10 +33,11 @@ use crate::http::wire::{Profile, Shape};
 use crate::store::{now, AttemptOutcome, AttemptRecord, DueDelivery, DynStore, StoreResult};
 
 /// Every event type, as endpoints subscribe to them.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 10] = [
     "customer.created",
     "customer.updated",
     "customer.deleted",
+    "customer.merged",
     "customer.credit_added",
     "match.created",
     "match.updated",
@@ -288,6 +289,7 @@ impl Worker {
             }
             // Erasure reaches the outbox too: nothing but the cuRefNo is sent.
             "customer.deleted" => json!({ "cuRefNo": d.cu_ref_no }),
+            "customer.merged" => json!({ "cuRefNo": d.cu_ref_no, "mergedInto": d.other_cu_ref_no }),
             _ if d.erased => json!({ "cuRefNo": d.cu_ref_no }),
             _ => {
                 let profile = self.store.event_profile(d.space, d.customer_id).await?;

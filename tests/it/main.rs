@@ -20,6 +20,7 @@ mod http;
 mod import;
 mod limits;
 mod mail;
+mod merge;
 mod openapi;
 mod peer;
 mod process;

@@ -259,6 +259,26 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
     app.db.scalar(sql).await
 }
 
+backend_test!(a_merge_is_announced_once_with_both_cu_ref_nos, |app| {
+    let (receiver, base) = Receiver::start().await;
+    let (_, secret) = register(&app, &format!("{base}/hooks"), Some(&["customer.merged", "customer.deleted"])).await;
+    let worker = worker(&app.store);
+    let primary = app.create(&app.keys.prod, "primary@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
+    let duplicate = app.create(&app.keys.prod, "duplicate@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
+    let merge = json!({ "primaryCuRefNo": primary, "duplicateCuRefNo": duplicate });
+    post_ok(&app, "/api/v1/customer/merge", merge.clone()).await;
+    // A retry of the merge is no second merge.
+    post_ok(&app, "/api/v1/customer/merge", merge).await;
+
+    let got = receiver.wait_for(Duration::from_secs(15), "the merge", |got| !got.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "one event, and no erasure: {got:?}");
+    verify(&secret, &got[0]);
+    assert_eq!(got[0].json()["type"], "customer.merged");
+    assert_eq!(got[0].json()["data"], json!({ "cuRefNo": duplicate, "mergedInto": primary }));
+    worker.abort();
+});
+
 backend_test!(a_failed_attempt_is_retried_and_listed, |app| {
     let (receiver, base) = Receiver::start().await;
     let (id, _) = register(&app, &format!("{base}/flaky"), Some(&["customer.created"])).await;

@@ -9,8 +9,8 @@ use super::batch::{write_batch, BatchResult};
 use super::{dialect, lock_customer, profile_by_id, retrying, SqlStore, CU_REF_NO_ATTEMPTS};
 use crate::normalize::CuRefNo;
 use crate::store::{
-    now, ContactRefusal, ContactStore, ContactWrite, CreditAdd, CreditOutcome, Profile, SpaceId, StoreError,
-    StoreResult, Written, IDEMPOTENCY_KEY_LIFETIME,
+    now, ContactRefusal, ContactStore, ContactWrite, CreditAdd, CreditOutcome, Merge, MergeRefusal, Profile, SpaceId,
+    StoreError, StoreResult, Written, IDEMPOTENCY_KEY_LIFETIME,
 };
 
 /// Every row holding the erased customer's personal data, by customer id (`$2`), removed
@@ -30,14 +30,16 @@ const ERASE_ROWS: [&str; 7] = [
 const ERASE_REFERRALS: &str =
     "update customers set referrer_id = null, updated_at = $3 where space_id = $1 and referrer_id = $2";
 
-const ERASE_CUSTOMER: &str = "update customers set email = null, email_canonical = null, phone = null, \
+/// The customer `$2` erased at `$3`: merged into `$4`, or erased outright (null). Merge
+/// leaves the same tombstone.
+pub(super) const ERASE_CUSTOMER: &str = "update customers set email = null, email_canonical = null, phone = null, \
      first_name = null, last_name = null, company_name = null, company_registration_number = null, \
      tax_identification_number = null, premium = false, ban = false, meta = '{}', referrer_id = null, \
      credit_balance = 0, profile_groups = '[]', profile_subscriptions = '[]', partner_customer_id = null, \
      addresses = '[]', profile_alternates = '{\"emails\":[],\"phones\":[]}', \
      registration_ip = null, last_ip = null, last_seen_at = null, password_hash = null, \
      account_confirmed_at = null, search_name = null, search_last_name = null, search_company_name = null, \
-     search_email = null, erased_at = $3, updated_at = $3 where space_id = $1 and id = $2";
+     search_email = null, erased_at = $3, updated_at = $3, merged_into = $4 where space_id = $1 and id = $2";
 
 #[async_trait]
 impl ContactStore for SqlStore {
@@ -109,6 +111,10 @@ impl ContactStore for SqlStore {
 
     async fn erase_customer(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<bool> {
         retrying(|| self.erase_once(space, cu_ref_no)).await
+    }
+
+    async fn merge_customers(&self, space: SpaceId, merge: &Merge) -> StoreResult<Result<Profile, MergeRefusal>> {
+        retrying(|| self.merge_once(space, merge)).await
     }
 }
 
@@ -230,7 +236,7 @@ impl SqlStore {
         let found: Option<(i64, Option<String>, Option<String>)> =
             sqlx::query_as(&sql).bind(space.0).bind(cu_ref_no.as_str()).fetch_optional(&mut *tx).await?;
         let Some((id, email, canonical)) = found else { return Ok(false) };
-        sqlx::query(ERASE_CUSTOMER).bind(space.0).bind(id).bind(now).execute(&mut *tx).await?;
+        sqlx::query(ERASE_CUSTOMER).bind(space.0).bind(id).bind(now).bind(None::<i64>).execute(&mut *tx).await?;
         for sql in ERASE_ROWS {
             sqlx::query(sql).bind(space.0).bind(id).execute(&mut *tx).await?;
         }

@@ -195,6 +195,17 @@ impl CustomerStore for SqlStore {
         Ok(customer_id(&mut *self.conn().await?, space, cu_ref_no.as_str()).await?.is_some())
     }
 
+    async fn merged_into(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "select p.cu_ref_no from customers d join customers p on p.space_id = d.space_id and p.id = d.merged_into \
+             where d.space_id = $1 and d.cu_ref_no = $2 and p.erased_at is null",
+        )
+        .bind(space.0)
+        .bind(cu_ref_no.as_str())
+        .fetch_optional(&mut *self.conn().await?)
+        .await?)
+    }
+
     async fn upsert_match(
         &self,
         space: SpaceId,

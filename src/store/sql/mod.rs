@@ -10,6 +10,7 @@ mod admin_rows;
 mod batch;
 mod contacts;
 mod customers;
+mod merge;
 mod outbox;
 mod pool;
 mod search;

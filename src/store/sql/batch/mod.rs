@@ -36,7 +36,7 @@ pub(super) fn rows(n: usize, columns: &[(&str, &str)]) -> String {
     format!("(select {}, {} as ord from {}) as x", fields.join(", "), dialect::JSON_ORD, at(dialect::JSON_ROWS, n))
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {
+pub(super) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Other(e.to_string()))
 }
 
