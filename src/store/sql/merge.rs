@@ -7,13 +7,12 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
 use sqlx::types::Json;
 
 use super::admin::insert_audit;
 use super::batch::{rows, to_json};
 use super::contacts::ERASE_CUSTOMER;
-use super::{dialect, profile_by_id, SqlStore, StoredAlternates, StoredSubscription, Tx};
+use super::{dialect, profile_by_id, OwnFields, SqlStore, StoredAlternates, StoredSubscription, Tx, OWN_COLUMNS};
 use crate::normalize::{new_address_id, SearchKeys, SEARCH_RULES_VERSION};
 use crate::store::{
     now, profile_limits, Address, Group, Merge, MergeRefusal, MergeSide, Profile, ProfileLimit, RunningSubscription,
@@ -24,36 +23,30 @@ use crate::store::{
 /// for each other instead of deadlocking), tombstones included.
 static LOCK_BOTH: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "select id, cu_ref_no, erased_at is not null as erased, merged_into, email, email_canonical, \
-         email_rules_version, phone, first_name, last_name, company_name, company_registration_number, \
-         tax_identification_number, premium, ban, meta, referrer_id, partner_customer_id, addresses, \
+        "select id, cu_ref_no, erased_at is not null as erased, merged_into, {OWN_COLUMNS}, referrer_id, \
          password_hash, account_confirmed_at, credit_balance, last_seen_at \
          from customers where space_id = $1 and cu_ref_no in ($2, $3) order by id{}",
         dialect::LOCK_ROW
     )
 });
 
+/// One of the two customers as the merge reads it.
 #[derive(sqlx::FromRow)]
 struct Side {
     id: i64,
     cu_ref_no: String,
     erased: bool,
     merged_into: Option<i64>,
-    email: Option<String>,
-    email_canonical: Option<String>,
-    email_rules_version: i32,
-    phone: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    company_name: Option<String>,
-    company_registration_number: Option<String>,
-    tax_identification_number: Option<String>,
-    premium: bool,
-    ban: bool,
-    meta: Json<Map<String, Value>>,
+    #[sqlx(flatten)]
+    own: OwnFields,
+    #[sqlx(flatten)]
+    rest: Rest,
+}
+
+/// The columns beside its own fields that a merge carries over to the primary.
+#[derive(sqlx::FromRow)]
+struct Rest {
     referrer_id: Option<i64>,
-    partner_customer_id: Option<String>,
-    addresses: Json<Vec<Address>>,
     password_hash: Option<String>,
     account_confirmed_at: Option<DateTime<Utc>>,
     credit_balance: i64,
@@ -215,7 +208,7 @@ impl SqlStore {
             Some(d) if !d.erased => d,
             _ => return Ok(Err(MergeRefusal::NotFound(MergeSide::Duplicate))),
         };
-        if p.password_hash.is_some() && d.password_hash.is_some() {
+        if p.rest.password_hash.is_some() && d.rest.password_hash.is_some() {
             return Ok(Err(MergeRefusal::BothRegistered));
         }
         let points: Vec<Point> = sqlx::query_as(
@@ -281,7 +274,7 @@ impl SqlStore {
         if running > profile_limits::RUNNING_SUBSCRIPTIONS {
             return Ok(Err(MergeRefusal::OverLimit(ProfileLimit::RunningSubscriptions)));
         }
-        if merged.ban {
+        if merged.own.ban {
             sqlx::query(END_SESSIONS).bind(space.0).bind(p.id).bind(now).execute(&mut *tx).await?;
         }
         merged.write(&mut tx, space, p.id, &groups, &subscriptions, now).await?;
@@ -292,36 +285,20 @@ impl SqlStore {
     }
 }
 
-/// The primary's own columns as the merge leaves them.
+/// The primary's row as the merge leaves it.
 struct Merged {
-    email: Option<String>,
-    email_canonical: Option<String>,
-    email_rules_version: i32,
-    phone: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    company_name: Option<String>,
-    company_registration_number: Option<String>,
-    tax_identification_number: Option<String>,
-    premium: bool,
-    ban: bool,
-    meta: Map<String, Value>,
-    referrer_id: Option<i64>,
-    partner_customer_id: Option<String>,
-    addresses: Vec<Address>,
+    own: OwnFields,
+    rest: Rest,
     /// The primary's contact points: its own and the duplicate's, each once, none of them
     /// the primary's own e-mail or number.
     points: Vec<Point>,
-    credit_balance: i64,
-    password_hash: Option<String>,
-    account_confirmed_at: Option<DateTime<Utc>>,
-    last_seen_at: Option<DateTime<Utc>>,
 }
 
 impl Merged {
     /// The primary `p` with what the duplicate `d` brings: what `p` has set wins, lists
     /// are joined; refused where a joined list passes its limit.
-    fn of(p: &Side, d: &Side, points: Vec<Point>) -> Decided<Merged> {
+    fn of(primary: &Side, duplicate: &Side, points: Vec<Point>) -> Decided<Merged> {
+        let (p, d) = (&primary.own, &duplicate.own);
         let takes_email = p.email_canonical.is_none() && d.email_canonical.is_some();
         let (email, email_canonical, email_rules_version) = if takes_email {
             (d.email.clone(), d.email_canonical.clone(), d.email_rules_version)
@@ -332,15 +309,19 @@ impl Merged {
 
         // The duplicate's own e-mail and number become the primary's alternates.
         let mut offered: Vec<Point> = Vec::with_capacity(points.len() + 2);
-        let (mine, theirs): (Vec<Point>, Vec<Point>) = points.into_iter().partition(|pt| pt.customer_id == p.id);
+        let (mine, theirs): (Vec<Point>, Vec<Point>) = points.into_iter().partition(|pt| pt.customer_id == primary.id);
         offered.extend(mine);
+        let point = |kind: &str, value: &String, shown: &String| Point {
+            customer_id: primary.id,
+            kind: kind.into(),
+            value: value.clone(),
+            shown: Some(shown.clone()),
+        };
         if let (Some(canonical), Some(shown)) = (&d.email_canonical, &d.email) {
-            let shown = Some(shown.clone());
-            offered.push(Point { customer_id: d.id, kind: "email".into(), value: canonical.clone(), shown });
+            offered.push(point("email", canonical, shown));
         }
         if let Some(number) = &d.phone {
-            let shown = Some(number.clone());
-            offered.push(Point { customer_id: d.id, kind: "phone".into(), value: number.clone(), shown });
+            offered.push(point("phone", number, number));
         }
         offered.extend(theirs);
         let mut kept: Vec<Point> = Vec::with_capacity(offered.len());
@@ -352,7 +333,7 @@ impl Merged {
             if own == Some(pt.value.as_str()) || kept.iter().any(|k| k.kind == pt.kind && k.value == pt.value) {
                 continue;
             }
-            pt.customer_id = p.id;
+            pt.customer_id = primary.id;
             kept.push(pt);
         }
         if kept.len() > profile_limits::CONTACT_POINTS {
@@ -385,12 +366,13 @@ impl Merged {
             return Err(MergeRefusal::OverLimit(ProfileLimit::Addresses));
         }
 
-        let (password_hash, account_confirmed_at) = match &p.password_hash {
-            Some(_) => (p.password_hash.clone(), p.account_confirmed_at),
-            None => (d.password_hash.clone(), d.account_confirmed_at),
+        let (pr, dr) = (&primary.rest, &duplicate.rest);
+        let (password_hash, account_confirmed_at) = match &pr.password_hash {
+            Some(_) => (pr.password_hash.clone(), pr.account_confirmed_at),
+            None => (dr.password_hash.clone(), dr.account_confirmed_at),
         };
         let fill = |mine: &Option<String>, theirs: &Option<String>| mine.clone().or_else(|| theirs.clone());
-        Ok(Merged {
+        let own = OwnFields {
             email,
             email_canonical,
             email_rules_version,
@@ -402,16 +384,18 @@ impl Merged {
             tax_identification_number: fill(&p.tax_identification_number, &d.tax_identification_number),
             premium: p.premium || d.premium,
             ban: p.ban || d.ban,
-            meta,
-            referrer_id: p.referrer_id.filter(|&r| r != d.id).or(d.referrer_id.filter(|&r| r != p.id)),
+            meta: Json(meta),
             partner_customer_id: fill(&p.partner_customer_id, &d.partner_customer_id),
-            addresses,
-            points: kept,
-            credit_balance: p.credit_balance.saturating_add(d.credit_balance),
+            addresses: Json(addresses),
+        };
+        let rest = Rest {
+            referrer_id: pr.referrer_id.filter(|&r| r != duplicate.id).or(dr.referrer_id.filter(|&r| r != primary.id)),
             password_hash,
             account_confirmed_at,
-            last_seen_at: p.last_seen_at.max(d.last_seen_at),
-        })
+            credit_balance: pr.credit_balance.saturating_add(dr.credit_balance),
+            last_seen_at: pr.last_seen_at.max(dr.last_seen_at),
+        };
+        Ok(Merged { own, rest, points: kept })
     }
 
     /// Writes the primary's row, with its lists as the moved rows left them.
@@ -435,37 +419,38 @@ impl Merged {
             list
         };
         let alternates = StoredAlternates { emails: shown("email"), phones: shown("phone") };
+        let (own, rest) = (&self.own, &self.rest);
         let keys = SearchKeys::of(
-            self.first_name.as_deref(),
-            self.last_name.as_deref(),
-            self.company_name.as_deref(),
-            self.email.as_deref(),
+            own.first_name.as_deref(),
+            own.last_name.as_deref(),
+            own.company_name.as_deref(),
+            own.email.as_deref(),
         );
         sqlx::query(UPDATE_PRIMARY)
             .bind(space.0)
             .bind(id)
-            .bind(&self.email)
-            .bind(&self.email_canonical)
-            .bind(self.email_rules_version)
-            .bind(&self.phone)
-            .bind(&self.first_name)
-            .bind(&self.last_name)
-            .bind(&self.company_name)
-            .bind(&self.company_registration_number)
-            .bind(&self.tax_identification_number)
-            .bind(self.premium)
-            .bind(self.ban)
-            .bind(Json(&self.meta))
-            .bind(self.referrer_id)
-            .bind(&self.partner_customer_id)
-            .bind(Json(&self.addresses))
+            .bind(&own.email)
+            .bind(&own.email_canonical)
+            .bind(own.email_rules_version)
+            .bind(&own.phone)
+            .bind(&own.first_name)
+            .bind(&own.last_name)
+            .bind(&own.company_name)
+            .bind(&own.company_registration_number)
+            .bind(&own.tax_identification_number)
+            .bind(own.premium)
+            .bind(own.ban)
+            .bind(&own.meta)
+            .bind(rest.referrer_id)
+            .bind(&own.partner_customer_id)
+            .bind(&own.addresses)
             .bind(Json(&alternates))
             .bind(Json(groups))
             .bind(Json(subscriptions))
-            .bind(self.credit_balance)
-            .bind(&self.password_hash)
-            .bind(self.account_confirmed_at)
-            .bind(self.last_seen_at)
+            .bind(rest.credit_balance)
+            .bind(&rest.password_hash)
+            .bind(rest.account_confirmed_at)
+            .bind(rest.last_seen_at)
             .bind(keys.name)
             .bind(keys.last_name)
             .bind(keys.company_name)

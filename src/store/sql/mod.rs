@@ -184,6 +184,29 @@ struct StoredAlternates {
     phones: Vec<String>,
 }
 
+/// A customer's own fields as its row stores them: what writes set directly, not derived.
+#[derive(sqlx::FromRow)]
+struct OwnFields {
+    email: Option<String>,
+    email_canonical: Option<String>,
+    email_rules_version: i32,
+    phone: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    company_name: Option<String>,
+    company_registration_number: Option<String>,
+    tax_identification_number: Option<String>,
+    premium: bool,
+    ban: bool,
+    meta: Json<Map<String, Value>>,
+    partner_customer_id: Option<String>,
+    addresses: Json<Vec<Address>>,
+}
+
+/// The columns of `OwnFields`.
+const OWN_COLUMNS: &str = "email, email_canonical, email_rules_version, phone, first_name, last_name, company_name, \
+     company_registration_number, tax_identification_number, premium, ban, meta, partner_customer_id, addresses";
+
 #[derive(sqlx::FromRow)]
 struct ProfileRow {
     cu_ref_no: String,

@@ -4,17 +4,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
-use sqlx::types::Json;
 
+use super::super::{OwnFields, OWN_COLUMNS};
 use super::decide::{Alternate, Customer, Owner, State, Subscription};
 use super::{at, dialect, to_json, Tx};
-use crate::store::{Address, ContactWrite, SpaceId, StoreResult};
+use crate::store::{ContactWrite, SpaceId, StoreResult};
 
 /// The customer columns a batch decides on and writes back.
-const CUSTOMER_COLUMNS: &str = "c.id, c.cu_ref_no, c.email, c.email_canonical, c.email_rules_version, c.phone, \
-     c.first_name, c.last_name, c.company_name, c.company_registration_number, c.tax_identification_number, \
-     c.premium, c.ban, c.meta, c.last_ip, c.partner_customer_id, c.addresses";
+static CUSTOMER_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    let own: Vec<String> = OWN_COLUMNS.split(", ").map(|c| format!("c.{}", c.trim())).collect();
+    format!("c.id, c.cu_ref_no, c.last_ip, {}", own.join(", "))
+});
 
 /// Every live customer the batch could touch, locked: by cuRefNo (`$2`: the items' and
 /// their referrals'), by canonical e-mail (`$3`), by phone (`$4`), own or alternate, by
@@ -24,7 +24,7 @@ static PREFETCH_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
     let list = |n| format!("({}) k cross join", at(dialect::TEXT_LIST, n));
     let points = dialect::CONTACT_POINTS_BY_VALUE;
     format!(
-        "select {CUSTOMER_COLUMNS} from customers c where c.space_id = $1 and c.erased_at is null and c.id in (\
+        "select {} from customers c where c.space_id = $1 and c.erased_at is null and c.id in (\
          select o.id from {} customers o where o.space_id = $1 and o.cu_ref_no = k.value \
          union select o.id from {} customers o where o.space_id = $1 and o.email_canonical = k.value \
          union select p.customer_id from {} {points} where p.space_id = $1 and p.kind = 'email' and p.value = k.value \
@@ -32,6 +32,7 @@ static PREFETCH_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
          union select p.customer_id from {} {points} where p.space_id = $1 and p.kind = 'phone' and p.value = k.value \
          union select o.id from {} customers o where o.space_id = $1 and o.partner_customer_id = k.value\
          ) order by c.id{}",
+        *CUSTOMER_COLUMNS,
         list(2),
         list(3),
         list(3),
@@ -86,21 +87,9 @@ static PREFETCH_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
 struct CustomerRow {
     id: i64,
     cu_ref_no: String,
-    email: Option<String>,
-    email_canonical: Option<String>,
-    email_rules_version: i32,
-    phone: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    company_name: Option<String>,
-    company_registration_number: Option<String>,
-    tax_identification_number: Option<String>,
-    premium: bool,
-    ban: bool,
-    meta: Json<Map<String, Value>>,
     last_ip: Option<String>,
-    partner_customer_id: Option<String>,
-    addresses: Json<Vec<Address>>,
+    #[sqlx(flatten)]
+    own: OwnFields,
 }
 
 /// Reads and locks everything the items could touch.
@@ -140,28 +129,29 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
         };
     let mut by_id = HashMap::with_capacity(rows.len());
     for r in rows {
+        let own = r.own;
         let i = state.add(Customer {
             id: Some(r.id),
             rank: r.id,
             new: false,
             changed: false,
             cu_ref_no: r.cu_ref_no,
-            email: r.email,
-            email_canonical: r.email_canonical,
-            email_rules_version: r.email_rules_version,
-            phone: r.phone,
-            first_name: r.first_name,
-            last_name: r.last_name,
-            company_name: r.company_name,
-            company_registration_number: r.company_registration_number,
-            tax_identification_number: r.tax_identification_number,
-            premium: r.premium,
-            ban: r.ban,
-            meta: r.meta.0,
+            email: own.email,
+            email_canonical: own.email_canonical,
+            email_rules_version: own.email_rules_version,
+            phone: own.phone,
+            first_name: own.first_name,
+            last_name: own.last_name,
+            company_name: own.company_name,
+            company_registration_number: own.company_registration_number,
+            tax_identification_number: own.tax_identification_number,
+            premium: own.premium,
+            ban: own.ban,
+            meta: own.meta.0,
             registration_ip: None,
             last_ip: r.last_ip,
-            partner_customer_id: r.partner_customer_id,
-            addresses: r.addresses.0,
+            partner_customer_id: own.partner_customer_id,
+            addresses: own.addresses.0,
             ..Customer::default()
         });
         by_id.insert(r.id, i);
