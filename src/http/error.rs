@@ -296,6 +296,10 @@ impl From<ContactError> for ApiError {
             ContactError::Refused(refusal) => match refusal {
                 ContactRefusal::NotFound => ApiError::CustomerNotFound { field: "cuRefNo" },
                 ContactRefusal::ReferrerNotFound => ApiError::CustomerNotFound { field: "referralCuRefNo" },
+                ContactRefusal::Merged(merged_into) => ApiError::CustomerMerged { field: "cuRefNo", merged_into },
+                ContactRefusal::ReferrerMerged(merged_into) => {
+                    ApiError::CustomerMerged { field: "referralCuRefNo", merged_into }
+                }
                 ContactRefusal::EmailTaken => {
                     ApiError::InvalidEmail { field: "email", reason: "the address belongs to another contact".into() }
                 }

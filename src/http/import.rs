@@ -65,6 +65,9 @@ fn item_error(e: &crate::contacts::ContactError) -> Value {
     if let Some(field) = error.field() {
         json["field"] = Value::from(field);
     }
+    if let ApiError::CustomerMerged { merged_into, .. } = &error {
+        json["mergedInto"] = Value::from(merged_into.as_str());
+    }
     json
 }
 

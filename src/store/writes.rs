@@ -130,7 +130,11 @@ pub enum ContactRefusal {
     OverLimit(ProfileLimit),
     /// No live contact has the given cuRefNo.
     NotFound,
+    /// The given cuRefNo was merged into the contact with this cuRefNo.
+    Merged(String),
     ReferrerNotFound,
+    /// The referral's cuRefNo was merged into the contact with this cuRefNo.
+    ReferrerMerged(String),
     /// The e-mail is another contact's.
     EmailTaken,
     /// The phone is another phone-only contact's, and this contact has no e-mail either.

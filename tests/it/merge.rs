@@ -153,6 +153,22 @@ async fn moves_everything(backend: Backend) {
         &primary,
     );
     assert_merged(&merge(&app, &duplicate, &coach).await, "primaryCuRefNo", &primary);
+    let referral = json!({ "email": "new@example.com", "referralCuRefNo": duplicate });
+    assert_merged(&app.post(UPSERT, &app.keys.prod, referral.clone()).await, "referralCuRefNo", &primary);
+    let items = json!([{ "cuRefNo": duplicate, "firstName": "X" }, referral, { "email": "new@example.com" }]);
+    let imported = app.post("/api/v1/customer/import", &app.keys.prod, items).await;
+    assert_eq!(imported.0, 200, "{}", imported.1);
+    let results = imported.1["results"].as_array().unwrap();
+    for (result, field) in results.iter().zip(["cuRefNo", "referralCuRefNo"]) {
+        let error = &result["error"];
+        assert_eq!(
+            (error["code"].as_str(), error["field"].as_str()),
+            (Some("CUSTOMER_MERGED"), Some(field)),
+            "{result}"
+        );
+        assert_eq!(error["mergedInto"], primary.as_str(), "{result}");
+    }
+    assert_eq!(results[2]["ok"], true, "{}", results[2]);
 
     // Relations: moved, deduplicated with their notices, the pair's own gone.
     let coach_side = app.get(MATCHES, &app.keys.prod, &[("cuRefNo", &coach)]).await.1;

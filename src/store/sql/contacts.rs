@@ -5,7 +5,10 @@ use async_trait::async_trait;
 
 use std::sync::atomic::Ordering;
 
-use super::batch::{write_batch, BatchResult};
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use super::batch::{at, to_json, write_batch, BatchResult};
 use super::{dialect, lock_customer, profile_by_id, retrying, SqlStore, CU_REF_NO_ATTEMPTS};
 use crate::normalize::CuRefNo;
 use crate::store::{
@@ -41,6 +44,16 @@ pub(super) const ERASE_CUSTOMER: &str = "update customers set email = null, emai
      account_confirmed_at = null, search_name = null, search_last_name = null, search_company_name = null, \
      search_email = null, erased_at = $3, updated_at = $3, merged_into = $4 where space_id = $1 and id = $2";
 
+/// Of the cuRefNos `$2`, those merged into a live customer, and that customer's cuRefNo.
+static MERGED_INTO: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select d.cu_ref_no, p.cu_ref_no from ({}) k \
+         join customers d on d.space_id = $1 and d.cu_ref_no = k.value \
+         join customers p on p.space_id = d.space_id and p.id = d.merged_into where p.erased_at is null",
+        at(dialect::TEXT_LIST, 2)
+    )
+});
+
 #[async_trait]
 impl ContactStore for SqlStore {
     async fn upsert_contact(
@@ -60,7 +73,13 @@ impl ContactStore for SqlStore {
             };
             let (new_account, id) = match written.into_iter().next() {
                 Some(Ok((new_account, id, _))) => (new_account, id),
-                Some(Err(refusal)) => return Ok(Err(refusal)),
+                Some(Err(refusal)) => {
+                    drop(tx);
+                    let mut refused = [Err(refusal)];
+                    self.name_merged(space, std::slice::from_ref(write), &mut refused).await?;
+                    let [refused] = refused;
+                    return Ok(refused);
+                }
                 None => return Err(StoreError::Other("a batch of one wrote nothing".into())),
             };
             let profile = profile_by_id(&mut *tx, space, id, now).await?;
@@ -81,7 +100,7 @@ impl ContactStore for SqlStore {
             Err(StoreError::Conflict(_) | StoreError::Aborted(_)) => None,
             other => Some(other?),
         };
-        let out: Vec<Result<Written, ContactRefusal>> = match written {
+        let mut out: Vec<Result<Written, ContactRefusal>> = match written {
             Some(written) => written
                 .into_iter()
                 .map(|r| r.map(|(new_account, _, cu_ref_no)| Written { new_account, cu_ref_no }))
@@ -100,6 +119,7 @@ impl ContactStore for SqlStore {
                 out
             }
         };
+        self.name_merged(space, writes, &mut out).await?;
         let created = out.iter().filter(|r| r.as_ref().is_ok_and(|w| w.new_account)).count() as u64;
         self.imported_grew(created).await;
         Ok(out)
@@ -119,6 +139,45 @@ impl ContactStore for SqlStore {
 }
 
 impl SqlStore {
+    /// Turns the refusals of items whose cuRefNo or referral was merged into another
+    /// customer into refusals naming that customer: one lookup for the whole batch, made
+    /// only when an item was refused as not found.
+    async fn name_merged<T>(
+        &self,
+        space: SpaceId,
+        writes: &[ContactWrite],
+        results: &mut [Result<T, ContactRefusal>],
+    ) -> StoreResult<()> {
+        let asked = |w: &'_ ContactWrite, r: &Result<T, ContactRefusal>| -> Option<String> {
+            match r {
+                Err(ContactRefusal::NotFound) => w.cu_ref_no.as_ref().map(|c| c.as_str().to_owned()),
+                Err(ContactRefusal::ReferrerNotFound) => {
+                    w.referral.as_ref().and_then(Option::as_ref).map(|c| c.as_str().to_owned())
+                }
+                _ => None,
+            }
+        };
+        let cu_ref_nos: Vec<String> = writes.iter().zip(results.iter()).filter_map(|(w, r)| asked(w, r)).collect();
+        if cu_ref_nos.is_empty() {
+            return Ok(());
+        }
+        let merged: HashMap<String, String> = sqlx::query_as(&MERGED_INTO)
+            .bind(space.0)
+            .bind(to_json(&cu_ref_nos)?)
+            .fetch_all(&mut *self.conn().await?)
+            .await?
+            .into_iter()
+            .collect();
+        for (w, r) in writes.iter().zip(results.iter_mut()) {
+            let Some(into) = asked(w, r).and_then(|cu| merged.get(&cu)) else { continue };
+            *r = match r {
+                Err(ContactRefusal::ReferrerNotFound) => Err(ContactRefusal::ReferrerMerged(into.clone())),
+                _ => Err(ContactRefusal::Merged(into.clone())),
+            };
+        }
+        Ok(())
+    }
+
     /// One import batch in one transaction.
     async fn import_batch(&self, space: SpaceId, writes: &[ContactWrite]) -> StoreResult<Vec<BatchResult>> {
         let now = now();

@@ -22,7 +22,7 @@ use super::{dialect, Tx};
 use crate::store::{ContactRefusal, ContactWrite, SpaceId, StoreError, StoreResult};
 
 /// `$n` in a dialect template (`$?`) becomes the placeholder `n`.
-fn at(template: &str, n: usize) -> String {
+pub(super) fn at(template: &str, n: usize) -> String {
     template.replace("$?", &format!("${n}"))
 }
 
