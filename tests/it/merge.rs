@@ -103,6 +103,9 @@ async fn moves_everything(backend: Backend) {
         post_ok(&app, "/contact/v1/login", json!({ "email": "petra.d@example.com", "password": "Secret123" })).await;
     let identity = login["identityId"].as_str().expect("a session").to_owned();
 
+    let relations = app.db.scalar("select count(*) from customer_matches").await;
+    let ledger = app.db.scalar("select cast(sum(amount) as bigint) from credit_ledger").await;
+
     // Exec
     let got = merge(&app, &primary, &duplicate).await;
 
@@ -170,7 +173,11 @@ async fn moves_everything(backend: Backend) {
     }
     assert_eq!(results[2]["ok"], true, "{}", results[2]);
 
-    // Relations: moved, deduplicated with their notices, the pair's own gone.
+    // Relations: moved, deduplicated with their notices, the pair's own gone; the rest
+    // kept, as is every amount of the ledger.
+    let after = app.db.scalar("select count(*) from customer_matches").await;
+    assert_eq!(after, relations - 2, "one relation both had, and the pair's own, are gone");
+    assert_eq!(app.db.scalar("select cast(sum(amount) as bigint) from credit_ledger").await, ledger);
     let coach_side = app.get(MATCHES, &app.keys.prod, &[("cuRefNo", &coach)]).await.1;
     let managed: Vec<(&str, &Value)> = coach_side["customers"]
         .as_array()
