@@ -36,6 +36,12 @@ mod dialect {
     pub const TEXT_LIST: &str = "select jsonb_array_elements_text($?::jsonb) as value";
     pub const ID_LIST: &str = "select jsonb_array_elements_text($?::jsonb)::bigint as value";
 
+    /// Rows whose id (`{column}`) is one of those the subquery `{ids}` finds: as an array,
+    /// so the ids drive primary-key lookups whatever the statistics say. As `in (…)` the
+    /// planner, told by stale statistics that a new space is small, scans the space and
+    /// probes the subquery's hash instead: a cost that grows with every batch imported.
+    pub const ID_IN_SUBQUERY: &str = "{column} = any(array({ids}))";
+
     /// Contact points (`p`) looked up by value: the planner finds the index itself.
     pub const CONTACT_POINTS_BY_VALUE: &str = "contact_points p";
 

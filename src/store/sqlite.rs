@@ -38,6 +38,10 @@ mod dialect {
     pub const TEXT_LIST: &str = "select value from json_each($?)";
     pub const ID_LIST: &str = "select value from json_each($?)";
 
+    /// Rows whose id (`{column}`) is one of those the subquery `{ids}` finds; SQLite drives
+    /// the lookups from the subquery.
+    pub const ID_IN_SUBQUERY: &str = "{column} in ({ids})";
+
     /// Contact points (`p`) looked up by value: without statistics SQLite prefers the
     /// covering primary key, and scans the space's points by it.
     pub const CONTACT_POINTS_BY_VALUE: &str = "contact_points p indexed by contact_points_lookup";

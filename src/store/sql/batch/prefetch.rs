@@ -23,22 +23,24 @@ static CUSTOMER_COLUMNS: LazyLock<String> = LazyLock::new(|| {
 static PREFETCH_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
     let list = |n| format!("({}) k cross join", at(dialect::TEXT_LIST, n));
     let points = dialect::CONTACT_POINTS_BY_VALUE;
-    format!(
-        "select {} from customers c where c.space_id = $1 and c.erased_at is null and c.id in (\
-         select o.id from {} customers o where o.space_id = $1 and o.cu_ref_no = k.value \
+    let ids = format!(
+        "select o.id from {} customers o where o.space_id = $1 and o.cu_ref_no = k.value \
          union select o.id from {} customers o where o.space_id = $1 and o.email_canonical = k.value \
          union select p.customer_id from {} {points} where p.space_id = $1 and p.kind = 'email' and p.value = k.value \
          union select o.id from {} customers o where o.space_id = $1 and o.phone = k.value \
          union select p.customer_id from {} {points} where p.space_id = $1 and p.kind = 'phone' and p.value = k.value \
-         union select o.id from {} customers o where o.space_id = $1 and o.partner_customer_id = k.value\
-         ) order by c.id{}",
-        *CUSTOMER_COLUMNS,
+         union select o.id from {} customers o where o.space_id = $1 and o.partner_customer_id = k.value",
         list(2),
         list(3),
         list(3),
         list(4),
         list(4),
         list(5),
+    );
+    format!(
+        "select {} from customers c where c.space_id = $1 and c.erased_at is null and {} order by c.id{}",
+        *CUSTOMER_COLUMNS,
+        dialect::ID_IN_SUBQUERY.replace("{column}", "c.id").replace("{ids}", &ids),
         dialect::LOCK_ROW
     )
 });
