@@ -106,6 +106,13 @@ async fn moves_everything(backend: Backend) {
     let relations = app.db.scalar("select count(*) from customer_matches").await;
     let ledger = app.db.scalar("select cast(sum(amount) as bigint) from credit_ledger").await;
 
+    // Erasures just before, on every connection of the pool in turn: their statements,
+    // prepared there, share their text with some of the merge's.
+    for i in 0..16 {
+        let erased = upsert(&app, json!({ "email": format!("erased{i}@example.com"), "groups": ["VIP"] })).await;
+        post_ok(&app, "/api/v1/customer/delete", json!({ "cuRefNo": erased })).await;
+    }
+
     // Exec
     let got = merge(&app, &primary, &duplicate).await;
 

@@ -90,7 +90,7 @@ const DROP_PAIR: &str = "delete from customer_matches where space_id = $1 \
 /// filling an empty one, and the duplicate's copy goes; the rest change hands.
 fn move_relations(me: &str, other: &str) -> [Statement; 3] {
     [
-        Statement::at_now(format!(
+        Statement::new(format!(
             "update customer_matches as p set notice = coalesce(p.notice, d.notice), \
              contact_email = coalesce(p.contact_email, d.contact_email), updated_at = $4 \
              from customer_matches as d where p.space_id = $1 and p.{me} = $3 and d.space_id = $1 \
@@ -105,20 +105,36 @@ fn move_relations(me: &str, other: &str) -> [Statement; 3] {
     ]
 }
 
-/// A statement of the space (`$1`), the duplicate (`$2`) and the primary (`$3`), and
-/// the time (`$4`) where it records one.
+/// A statement of the space (`$1`) and the duplicate (`$2`), and of the primary (`$3`)
+/// and the time (`$4`) where its text names them. A statement is bound exactly the
+/// parameters it names: PostgreSQL refuses more, and a connection that prepared the same
+/// text for another caller (erasure shares some) holds it with that count.
 struct Statement {
     sql: String,
-    at_now: bool,
 }
 
 impl Statement {
     fn new(sql: impl Into<String>) -> Self {
-        Statement { sql: sql.into(), at_now: false }
+        Statement { sql: sql.into() }
     }
 
-    fn at_now(sql: impl Into<String>) -> Self {
-        Statement { sql: sql.into(), at_now: true }
+    async fn run(
+        &self,
+        tx: &mut Tx,
+        space: SpaceId,
+        duplicate: i64,
+        primary: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut query = sqlx::query(&self.sql).bind(space.0).bind(duplicate);
+        if self.sql.contains("$3") {
+            query = query.bind(primary);
+        }
+        if self.sql.contains("$4") {
+            query = query.bind(now);
+        }
+        query.execute(&mut **tx).await?;
+        Ok(())
     }
 }
 
@@ -128,7 +144,7 @@ static MOVES: LazyLock<Vec<Statement>> = LazyLock::new(|| {
     all.push(Statement::new(DROP_PAIR));
     all.extend(move_relations("manager_id", "customer_id"));
     all.extend(move_relations("customer_id", "manager_id"));
-    all.push(Statement::at_now(MOVE_REFERRALS));
+    all.push(Statement::new(MOVE_REFERRALS));
     all
 });
 
@@ -228,9 +244,7 @@ impl SqlStore {
         // The tombstone first: it frees the duplicate's e-mail, number and partner id.
         sqlx::query(ERASE_CUSTOMER).bind(space.0).bind(d.id).bind(now).bind(Some(p.id)).execute(&mut *tx).await?;
         for statement in MOVES.iter() {
-            let query = sqlx::query(&statement.sql).bind(space.0).bind(d.id).bind(p.id);
-            let query = if statement.at_now { query.bind(now) } else { query };
-            query.execute(&mut *tx).await?;
+            statement.run(&mut tx, space, d.id, p.id, now).await?;
         }
         sqlx::query("delete from contact_points where space_id = $1 and (customer_id = $2 or customer_id = $3)")
             .bind(space.0)
