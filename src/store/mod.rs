@@ -87,9 +87,14 @@ impl From<sqlx::Error> for StoreError {
 /// exceptions (08), insufficient resources (53), operator intervention/shutdown (57P),
 /// a database not accepting connections (55000), missing (3D000) or refusing our
 /// credentials (28) — all seen when the server restarts, fails over or is reconfigured —
-/// and a statement cancelled by the statement timeout (57014).
+/// and a statement cancelled by the statement timeout (57014). A protocol violation
+/// (08P01: a statement bound with the wrong parameters, say) is this server's bug, not a
+/// passing state: it is not one of them.
 fn is_busy(code: Option<&str>) -> bool {
     let Some(code) = code else { return false };
+    if code == "08P01" {
+        return false;
+    }
     matches!(code, "5" | "6" | "517" | "55000" | "3D000" | "57014")
         || ["08", "53", "57P", "28"].iter().any(|class| code.starts_with(class))
 }
@@ -465,6 +470,17 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<DynSt
 #[cfg(test)]
 mod pool_tests {
     use super::*;
+
+    #[test]
+    fn passing_states_are_busy_and_bugs_are_not() {
+        for code in ["08006", "08001", "53300", "57P01", "57014", "5", "517", "28P01"] {
+            assert!(is_busy(Some(code)), "{code}");
+        }
+        for code in ["08P01", "23505", "42601", "42P18"] {
+            assert!(!is_busy(Some(code)), "{code}");
+        }
+        assert!(!is_busy(None));
+    }
 
     #[test]
     fn connections_are_tested_when_idle_or_after_a_loss() {
