@@ -5,10 +5,7 @@ use async_trait::async_trait;
 
 use std::sync::atomic::Ordering;
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
-
-use super::batch::{at, to_json, write_batch, BatchResult};
+use super::batch::{write_batch, BatchResult};
 use super::{dialect, lock_customer, profile_by_id, retrying, SqlStore, CU_REF_NO_ATTEMPTS};
 use crate::normalize::CuRefNo;
 use crate::store::{
@@ -43,16 +40,6 @@ pub(super) const ERASE_CUSTOMER: &str = "update customers set email = null, emai
      registration_ip = null, last_ip = null, last_seen_at = null, password_hash = null, \
      account_confirmed_at = null, search_name = null, search_last_name = null, search_company_name = null, \
      search_email = null, erased_at = $3, updated_at = $3, merged_into = $4 where space_id = $1 and id = $2";
-
-/// Of the cuRefNos `$2`, those merged into a live customer, and that customer's cuRefNo.
-static MERGED_INTO: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "select d.cu_ref_no, p.cu_ref_no from ({}) k \
-         join customers d on d.space_id = $1 and d.cu_ref_no = k.value \
-         join customers p on p.space_id = d.space_id and p.id = d.merged_into where p.erased_at is null",
-        at(dialect::TEXT_LIST, 2)
-    )
-});
 
 #[async_trait]
 impl ContactStore for SqlStore {
@@ -161,13 +148,7 @@ impl SqlStore {
         if cu_ref_nos.is_empty() {
             return Ok(());
         }
-        let merged: HashMap<String, String> = sqlx::query_as(&MERGED_INTO)
-            .bind(space.0)
-            .bind(to_json(&cu_ref_nos)?)
-            .fetch_all(&mut *self.conn().await?)
-            .await?
-            .into_iter()
-            .collect();
+        let merged = self.merged_into_any(space, &cu_ref_nos).await?;
         for (w, r) in writes.iter().zip(results.iter_mut()) {
             let Some(into) = asked(w, r).and_then(|cu| merged.get(&cu)) else { continue };
             *r = match r {

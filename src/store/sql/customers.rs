@@ -1,11 +1,13 @@
 //! The customer endpoints' statements: create (find by canonical e-mail or insert),
 //! detail with its session, and the manager → customer relations.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::batch::{at, to_json};
 use super::{
     customer_id, dialect, profile_by_id, with_new_cu_ref_no, NewCustomer, OnEmailTaken, ProfileRow, SqlStore,
     PROFILE_COLUMNS, REFERRER_JOIN, SESSION_TOUCH_INTERVAL,
@@ -150,6 +152,29 @@ impl SqlStore {
         Ok((stored_cu == cu.as_str(), profile))
     }
 
+    /// Of `cu_ref_nos`, those merged into a live customer, each with that customer's
+    /// cuRefNo: one statement however many are asked about.
+    pub(super) async fn merged_into_any(
+        &self,
+        space: SpaceId,
+        cu_ref_nos: &[String],
+    ) -> StoreResult<HashMap<String, String>> {
+        static MERGED_INTO: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "select d.cu_ref_no, p.cu_ref_no from ({}) k \
+                 join customers d on d.space_id = $1 and d.cu_ref_no = k.value \
+                 join customers p on p.space_id = d.space_id and p.id = d.merged_into where p.erased_at is null",
+                at(dialect::TEXT_LIST, 2)
+            )
+        });
+        let found: Vec<(String, String)> = sqlx::query_as(&MERGED_INTO)
+            .bind(space.0)
+            .bind(to_json(cu_ref_nos)?)
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
+        Ok(found.into_iter().collect())
+    }
+
     /// Which of two cuRefNos exist (live, not erased) in the space.
     async fn which_exist(&self, space: SpaceId, a: &str, b: &str) -> StoreResult<(bool, bool)> {
         let found: Vec<String> = sqlx::query_scalar(
@@ -196,14 +221,8 @@ impl CustomerStore for SqlStore {
     }
 
     async fn merged_into(&self, space: SpaceId, cu_ref_no: &CuRefNo) -> StoreResult<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "select p.cu_ref_no from customers d join customers p on p.space_id = d.space_id and p.id = d.merged_into \
-             where d.space_id = $1 and d.cu_ref_no = $2 and p.erased_at is null",
-        )
-        .bind(space.0)
-        .bind(cu_ref_no.as_str())
-        .fetch_optional(&mut *self.conn().await?)
-        .await?)
+        let mut merged = self.merged_into_any(space, &[cu_ref_no.as_str().to_owned()]).await?;
+        Ok(merged.remove(cu_ref_no.as_str()))
     }
 
     async fn upsert_match(
