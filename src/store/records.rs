@@ -184,7 +184,7 @@ pub struct Referrer {
     pub last_name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct RunningSubscription {
     pub external_id: String,
     pub product_slug: String,

@@ -15,8 +15,7 @@ use super::contacts::ERASE_CUSTOMER;
 use super::{dialect, profile_by_id, OwnFields, SqlStore, StoredAlternates, StoredSubscription, Tx, OWN_COLUMNS};
 use crate::normalize::{new_address_id, SearchKeys, SEARCH_RULES_VERSION};
 use crate::store::{
-    now, profile_limits, Address, Group, Merge, MergeRefusal, MergeSide, Profile, ProfileLimit, RunningSubscription,
-    SpaceId, StoreResult,
+    now, profile_limits, Address, Group, Merge, MergeRefusal, MergeSide, Profile, ProfileLimit, SpaceId, StoreResult,
 };
 
 /// Both customers, locked in the order of their ids (so two merges of the same pair wait
@@ -182,17 +181,6 @@ const UPDATE_PRIMARY: &str = "update customers set email = $3, email_canonical =
      last_seen_at = $24, search_name = $25, search_last_name = $26, search_company_name = $27, \
      search_email = $28, search_version = $29, updated_at = $30 where space_id = $1 and id = $2";
 
-#[derive(sqlx::FromRow)]
-struct SubscriptionRow {
-    external_id: String,
-    product_slug: String,
-    product_code: String,
-    order_number: String,
-    order_hash: String,
-    auto_renew: bool,
-    valid_until: Option<DateTime<Utc>>,
-}
-
 /// What the merge came to, or why it stops before writing.
 type Decided<T> = Result<T, MergeRefusal>;
 
@@ -263,24 +251,8 @@ impl SqlStore {
             .into_iter()
             .map(|(name, slug)| Group { name, slug })
             .collect();
-        let subscriptions: Vec<StoredSubscription> = sqlx::query_as::<_, SubscriptionRow>(PRIMARY_SUBSCRIPTIONS)
-            .bind(space.0)
-            .bind(p.id)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|s| StoredSubscription {
-                subscription: RunningSubscription {
-                    external_id: s.external_id,
-                    product_slug: s.product_slug,
-                    product_code: s.product_code,
-                    order_number: s.order_number,
-                    order_hash: s.order_hash,
-                    auto_renew: s.auto_renew,
-                },
-                valid_until: s.valid_until,
-            })
-            .collect();
+        let subscriptions: Vec<StoredSubscription> =
+            sqlx::query_as(PRIMARY_SUBSCRIPTIONS).bind(space.0).bind(p.id).fetch_all(&mut *tx).await?;
         if groups.len() > profile_limits::GROUPS {
             return Ok(Err(MergeRefusal::OverLimit(ProfileLimit::Groups)));
         }

@@ -170,9 +170,10 @@ static PROFILE_BY_ID: LazyLock<String> = LazyLock::new(|| {
 
 /// A subscription as the profile stores it: a running one is active and not past
 /// `valid_until`, which is decided when the profile is read.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, sqlx::FromRow)]
 struct StoredSubscription {
     #[serde(flatten)]
+    #[sqlx(flatten)]
     subscription: RunningSubscription,
     valid_until: Option<DateTime<Utc>>,
 }
