@@ -46,11 +46,23 @@ mod dialect {
     /// covering primary key, and scans the space's points by it.
     pub const CONTACT_POINTS_BY_VALUE: &str = "contact_points p indexed by contact_points_lookup";
 
-    /// The objects of the JSON array bound to `$?` as rows `r`, a field `{name}` of one as
-    /// a column (its type is the JSON value's), and the row's position in the array.
-    pub const JSON_ROWS: &str = "json_each($?) as r";
-    pub const JSON_FIELD: &str = "json_extract(r.value, '$.{name}')";
-    pub const JSON_ORD: &str = "r.key";
+    /// A batch's rows as the derived table `x`, a column `x.{name}` per `(name, type)` (its
+    /// type is the JSON value's) and `x.ord`, the row's position: the objects of the JSON
+    /// array bound to `$first`.
+    pub fn rows(first: usize, columns: &[(&str, &str)]) -> String {
+        let fields: Vec<String> =
+            columns.iter().map(|(name, _)| format!("json_extract(r.value, '$.{name}') as {name}")).collect();
+        format!("(select {}, r.key as ord from json_each(${first}) as r) as x", fields.join(", "))
+    }
+
+    /// Binds `rows` to `q` as `rows` reads them: one JSON array of objects.
+    pub fn bind_rows<'q, Q: super::sql::Bind<'q>, T: serde::Serialize>(
+        q: Q,
+        rows: &[T],
+        _columns: &[(&str, &str)],
+    ) -> Result<Q, String> {
+        Ok(q.bind_value(serde_json::to_string(rows).map_err(|e| e.to_string())?))
+    }
 
     /// A JSON value passed as text, as a JSON column (meta, the profile's lists) stores it.
     pub const JSON_VALUE: &str = "{json}";

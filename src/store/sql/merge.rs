@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use super::admin::insert_audit;
-use super::batch::{rows, to_json};
+use super::batch::{bind_rows, rows};
 use super::contacts::ERASE_CUSTOMER;
 use super::{dialect, profile_by_id, OwnFields, SqlStore, StoredAlternates, StoredSubscription, Tx, OWN_COLUMNS};
 use crate::normalize::{new_address_id, SearchKeys, SEARCH_RULES_VERSION};
@@ -152,11 +152,14 @@ static MOVES: LazyLock<Vec<Statement>> = LazyLock::new(|| {
 const MOVE_REFERRALS: &str =
     "update customers set referrer_id = $3, updated_at = $4 where space_id = $1 and referrer_id = $2 and id <> $3";
 
+const POINT_FIELDS: &[(&str, &str)] =
+    &[("customer_id", "bigint"), ("kind", "text"), ("value", "text"), ("shown", "text")];
+
 static INSERT_POINTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into contact_points (space_id, customer_id, kind, value, shown) \
          select $1, x.customer_id, x.kind, x.value, x.shown from {}",
-        rows(2, &[("customer_id", "bigint"), ("kind", "text"), ("value", "text"), ("shown", "text")])
+        rows(2, POINT_FIELDS)
     )
 });
 
@@ -241,7 +244,9 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         if !merged.points.is_empty() {
-            sqlx::query(&INSERT_POINTS).bind(space.0).bind(to_json(&merged.points)?).execute(&mut *tx).await?;
+            bind_rows(sqlx::query(&INSERT_POINTS).bind(space.0), &merged.points, POINT_FIELDS)?
+                .execute(&mut *tx)
+                .await?;
         }
         let groups: Vec<Group> = sqlx::query_as::<_, (String, String)>(PRIMARY_GROUPS)
             .bind(space.0)

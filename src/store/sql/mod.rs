@@ -103,6 +103,24 @@ const FIRST_ANALYZE: u64 = 1_000;
 
 type Args<'q> = <Db as sqlx::Database>::Arguments<'q>;
 
+/// A statement being bound, of either kind: the dialect binds a batch's rows to it
+/// (`batch::bind_rows`) as that backend reads them.
+pub(super) trait Bind<'q>: Sized {
+    fn bind_value<T: 'q + sqlx::Encode<'q, Db> + sqlx::Type<Db>>(self, value: T) -> Self;
+}
+
+impl<'q> Bind<'q> for sqlx::query::Query<'q, Db, Args<'q>> {
+    fn bind_value<T: 'q + sqlx::Encode<'q, Db> + sqlx::Type<Db>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+}
+
+impl<'q, O> Bind<'q> for QueryAs<'q, Db, O, Args<'q>> {
+    fn bind_value<T: 'q + sqlx::Encode<'q, Db> + sqlx::Type<Db>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+}
+
 /// A transaction of this backend, as the writes inside one take it.
 type Tx = pool::Tx;
 

@@ -10,12 +10,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{QueryBuilder, Row};
 
-use super::batch::rows;
+use super::batch::{bind_rows, rows};
 use super::pool::Conn;
 use super::{dialect, Db, ProfileRow, SqlStore, Tx, PROFILE_COLUMNS, REFERRER_JOIN};
 
 use crate::normalize::search::{prefix_range, SearchKeys, SEARCH_RULES_VERSION};
-use crate::store::{now, CustomerFilter, ListedCustomer, PagePos, SearchStore, SpaceId, StoreError, StoreResult};
+use crate::store::{now, CustomerFilter, ListedCustomer, PagePos, SearchStore, SpaceId, StoreResult};
 
 #[derive(sqlx::FromRow)]
 struct ListedRow {
@@ -234,19 +234,18 @@ static WRITE_KEYS: LazyLock<String> = LazyLock::new(|| {
          search_company_name = x.search_company_name, search_email = x.search_email, \
          search_version = {SEARCH_RULES_VERSION} from {} \
          where customers.space_id = x.space_id and customers.id = x.id",
-        rows(
-            1,
-            &[
-                ("space_id", "bigint"),
-                ("id", "bigint"),
-                ("search_name", "text"),
-                ("search_last_name", "text"),
-                ("search_company_name", "text"),
-                ("search_email", "text"),
-            ]
-        )
+        rows(1, KEYS_FIELDS)
     )
 });
+
+const KEYS_FIELDS: &[(&str, &str)] = &[
+    ("space_id", "bigint"),
+    ("id", "bigint"),
+    ("search_name", "text"),
+    ("search_last_name", "text"),
+    ("search_company_name", "text"),
+    ("search_email", "text"),
+];
 
 /// Computes and writes the keys of `stale` in `tx`.
 async fn write_keys(tx: &mut Tx, stale: Vec<StaleRow>) -> StoreResult<u64> {
@@ -265,8 +264,7 @@ async fn write_keys(tx: &mut Tx, stale: Vec<StaleRow>) -> StoreResult<u64> {
     if out.is_empty() {
         return Ok(0);
     }
-    let json = serde_json::to_string(&out).map_err(|e| StoreError::Other(e.to_string()))?;
-    sqlx::query(&WRITE_KEYS).bind(json).execute(&mut **tx).await?;
+    bind_rows(sqlx::query(&WRITE_KEYS), &out, KEYS_FIELDS)?.execute(&mut **tx).await?;
     Ok(out.len() as u64)
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::admin::insert_audit;
-use super::batch::rows;
+use super::batch::{bind_rows, rows};
 use super::{dialect, profile_by_id, SqlStore};
 use crate::store::{
     now, AttemptOutcome, AttemptRecord, DeliveryAttempt, DueDelivery, Endpoint, Mode, NewAudit, NewEndpoint, Profile,
@@ -67,8 +67,10 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The claimed deliveries `$1` (a JSON array of `{space_id, id}`, each found by its
-/// primary key), with what sending them needs.
+const CLAIMED_FIELDS: &[(&str, &str)] = &[("space_id", "bigint"), ("id", "bigint")];
+
+/// The claimed deliveries (rows of `{space_id, id}`, each found by its primary key), with
+/// what sending them needs.
 static CLAIMED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "select d.space_id, d.id, d.endpoint_id, w.url, w.secret, d.event_id, e.type as event_type, \
@@ -81,7 +83,7 @@ static CLAIMED: LazyLock<String> = LazyLock::new(|| {
          join customers c on c.space_id = e.space_id and c.id = e.customer_id \
          left join customers o on o.space_id = e.space_id and o.id = e.other_id \
          where d.space_id = x.space_id and d.id = x.id order by d.next_attempt_at, d.id",
-        rows(1, &[("space_id", "bigint"), ("id", "bigint")])
+        rows(1, CLAIMED_FIELDS)
     )
 });
 
@@ -265,8 +267,8 @@ impl WebhookStore for SqlStore {
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = serde_json::to_string(&claimed).map_err(|e| StoreError::Other(e.to_string()))?;
-        let rows: Vec<DueRow> = sqlx::query_as(&CLAIMED).bind(ids).fetch_all(&mut *conn).await?;
+        let rows: Vec<DueRow> =
+            bind_rows(sqlx::query_as(&CLAIMED), &claimed, CLAIMED_FIELDS)?.fetch_all(&mut *conn).await?;
         Ok(rows
             .into_iter()
             .map(|r| DueDelivery {

@@ -9,8 +9,9 @@
 //! - `write`: the outcome, including the profile's stored lists, computed here rather
 //!   than re-read from the rows just written.
 //!
-//! Lists go to the database as one JSON parameter each, so the statements are static
-//! text and no batch size reaches a parameter limit.
+//! Rows go to the database as a fixed set of parameters (a column each on PostgreSQL, one
+//! JSON array on SQLite) and lists as one JSON parameter each, so the statements are
+//! static text and no batch size reaches a parameter limit.
 
 mod decide;
 mod prefetch;
@@ -18,7 +19,7 @@ mod write;
 
 use chrono::{DateTime, Utc};
 
-use super::{dialect, Tx};
+use super::{dialect, Bind, Tx};
 use crate::store::{ContactRefusal, ContactWrite, SpaceId, StoreError, StoreResult};
 
 /// `$n` in a dialect template (`$?`) becomes the placeholder `n`.
@@ -26,14 +27,20 @@ pub(super) fn at(template: &str, n: usize) -> String {
     template.replace("$?", &format!("${n}"))
 }
 
-/// The rows of the JSON array of objects bound to `$n` as a derived table `x`, with the
-/// given `(field, type)` columns and `x.ord`, the position in the array.
-pub(super) fn rows(n: usize, columns: &[(&str, &str)]) -> String {
-    let fields: Vec<String> = columns
-        .iter()
-        .map(|(name, ty)| format!("{} as {name}", dialect::JSON_FIELD.replace("{name}", name).replace("{type}", ty)))
-        .collect();
-    format!("(select {}, {} as ord from {}) as x", fields.join(", "), dialect::JSON_ORD, at(dialect::JSON_ROWS, n))
+/// A batch's rows as the derived table `x`, with the given `(field, type)` columns and
+/// `x.ord`, the position of the row; bound by `bind_rows` as the statement's last
+/// parameters, from `$first` on.
+pub(super) fn rows(first: usize, columns: &[(&str, &str)]) -> String {
+    dialect::rows(first, columns)
+}
+
+/// Binds `rows` to `q` as the derived table `rows(_, columns)` reads them.
+pub(super) fn bind_rows<'q, Q: Bind<'q>, T: serde::Serialize>(
+    q: Q,
+    rows: &[T],
+    columns: &[(&str, &str)],
+) -> StoreResult<Q> {
+    dialect::bind_rows(q, rows, columns).map_err(StoreError::Other)
 }
 
 pub(super) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {

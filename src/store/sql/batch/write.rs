@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::super::{StoredAlternates, StoredSubscription};
 use super::decide::{Alternate, Customer, Owner, State, Subscription};
 use super::prefetch::read_groups;
-use super::{at, dialect, rows, to_json, Tx};
+use super::{at, bind_rows, dialect, rows, to_json, Tx};
 use crate::normalize::{SearchKeys, SEARCH_RULES_VERSION};
 use crate::store::{Group, RunningSubscription, SpaceId, StoreError, StoreResult, SubscriptionStatus};
 
@@ -20,7 +20,7 @@ fn json_value(name: &str) -> String {
     dialect::JSON_VALUE.replace("{json}", &format!("x.{name}"))
 }
 
-/// The new customers, in the order they were created; `$3` is the time.
+/// The new customers, in the order they were created; `$2` is the time.
 static INSERT_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into customers (space_id, cu_ref_no, email, email_canonical, email_rules_version, phone, \
@@ -30,7 +30,7 @@ static INSERT_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
          search_name, search_last_name, search_company_name, search_email, search_version) \
          select $1, x.cu_ref_no, x.email, x.email_canonical, x.email_rules_version, x.phone, x.first_name, \
          x.last_name, x.company_name, x.company_registration_number, x.tax_identification_number, x.premium, x.ban, \
-         {}, {}, {}, x.partner_customer_id, {}, {}, x.registration_ip, x.last_ip, $3, $3, x.search_name, \
+         {}, {}, {}, x.partner_customer_id, {}, {}, x.registration_ip, x.last_ip, $2, $2, x.search_name, \
          x.search_last_name, x.search_company_name, x.search_email, {SEARCH_RULES_VERSION} from {} \
          order by x.ord returning id, cu_ref_no",
         json_value("meta"),
@@ -38,11 +38,11 @@ static INSERT_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
         json_value("profile_subscriptions"),
         json_value("addresses"),
         json_value("profile_alternates"),
-        rows(2, CUSTOMER_FIELDS)
+        rows(3, CUSTOMER_FIELDS)
     )
 });
 
-/// The changed existing customers, with their final values; `$3` is the time. A stored
+/// The changed existing customers, with their final values; `$2` is the time. A stored
 /// list is replaced where the batch gives one.
 static UPDATE_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -58,13 +58,13 @@ static UPDATE_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
          search_name = x.search_name, search_last_name = x.search_last_name, \
          search_company_name = x.search_company_name, search_email = x.search_email, \
          search_version = {SEARCH_RULES_VERSION}, \
-         last_ip = x.last_ip, updated_at = $3 from {} where customers.space_id = $1 and customers.id = x.id",
+         last_ip = x.last_ip, updated_at = $2 from {} where customers.space_id = $1 and customers.id = x.id",
         json_value("meta"),
         json_value("profile_groups"),
         json_value("profile_subscriptions"),
         json_value("addresses"),
         json_value("profile_alternates"),
-        rows(2, &[CUSTOMER_FIELDS, &[("id", "bigint")]].concat())
+        rows(3, &UPDATE_FIELDS)
     )
 });
 
@@ -96,10 +96,15 @@ const CUSTOMER_FIELDS: &[(&str, &str)] = &[
     ("search_email", "text"),
 ];
 
+/// The customer fields and its id: a changed customer.
+static UPDATE_FIELDS: LazyLock<Vec<(&str, &str)>> = LazyLock::new(|| [CUSTOMER_FIELDS, &[("id", "bigint")]].concat());
+
+const REFERRAL_FIELDS: &[(&str, &str)] = &[("id", "bigint"), ("referrer_id", "bigint")];
+
 static SET_REFERRERS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "update customers set referrer_id = x.referrer_id from {} where customers.space_id = $1 and customers.id = x.id",
-        rows(2, &[("id", "bigint"), ("referrer_id", "bigint")])
+        rows(2, REFERRAL_FIELDS)
     )
 });
 
@@ -109,16 +114,20 @@ static INSERT_GROUPS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into customer_groups (space_id, name, slug) select $1, x.name, x.slug from {} where true \
          order by x.ord on conflict (space_id, slug) do nothing returning slug, id, name",
-        rows(2, &[("name", "text"), ("slug", "text")])
+        rows(2, GROUP_FIELDS)
     )
 });
+
+const GROUP_FIELDS: &[(&str, &str)] = &[("name", "text"), ("slug", "text")];
+
+const MEMBER_FIELDS: &[(&str, &str)] = &[("id", "bigint"), ("group_id", "bigint")];
 
 /// Memberships that an item's list of groups no longer holds.
 static DELETE_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "delete from customer_group_members where space_id = $1 and (customer_id, group_id) in \
          (select x.id, x.group_id from {})",
-        rows(2, &[("id", "bigint"), ("group_id", "bigint")])
+        rows(2, MEMBER_FIELDS)
     )
 });
 
@@ -126,7 +135,7 @@ static INSERT_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into customer_group_members (space_id, customer_id, group_id) select $1, x.id, x.group_id from {} \
          where true on conflict do nothing",
-        rows(2, &[("id", "bigint"), ("group_id", "bigint")])
+        rows(2, MEMBER_FIELDS)
     )
 });
 
@@ -138,11 +147,13 @@ static DELETE_POINTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+const POINT_FIELDS: &[(&str, &str)] = &[("id", "bigint"), ("kind", "text"), ("value", "text"), ("shown", "text")];
+
 static INSERT_POINTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into contact_points (space_id, customer_id, kind, value, shown) \
          select $1, x.id, x.kind, x.value, x.shown from {} where true on conflict do nothing",
-        rows(2, &[("id", "bigint"), ("kind", "text"), ("value", "text"), ("shown", "text")])
+        rows(2, POINT_FIELDS)
     )
 });
 
@@ -153,28 +164,27 @@ static UPSERT_SUBSCRIPTIONS: LazyLock<String> = LazyLock::new(|| {
         "insert into subscriptions (space_id, customer_id, external_id, product_slug, product_code, order_number, \
          order_hash, auto_renew, status, valid_until, created_at, updated_at) \
          select $1, x.customer_id, x.external_id, x.product_slug, x.product_code, x.order_number, x.order_hash, \
-         x.auto_renew, x.status, x.valid_until, $3, $3 from {} where true order by x.ord \
+         x.auto_renew, x.status, x.valid_until, $2, $2 from {} where true order by x.ord \
          on conflict (space_id, external_id) do update set product_slug = excluded.product_slug, \
          product_code = excluded.product_code, order_number = excluded.order_number, \
          order_hash = excluded.order_hash, auto_renew = excluded.auto_renew, status = excluded.status, \
          valid_until = excluded.valid_until, updated_at = excluded.updated_at \
          where subscriptions.customer_id = excluded.customer_id",
-        rows(
-            2,
-            &[
-                ("customer_id", "bigint"),
-                ("external_id", "text"),
-                ("product_slug", "text"),
-                ("product_code", "text"),
-                ("order_number", "text"),
-                ("order_hash", "text"),
-                ("auto_renew", "boolean"),
-                ("status", "text"),
-                ("valid_until", "timestamptz"),
-            ]
-        )
+        rows(3, SUBSCRIPTION_FIELDS)
     )
 });
+
+const SUBSCRIPTION_FIELDS: &[(&str, &str)] = &[
+    ("customer_id", "bigint"),
+    ("external_id", "text"),
+    ("product_slug", "text"),
+    ("product_code", "text"),
+    ("order_number", "text"),
+    ("order_hash", "text"),
+    ("auto_renew", "boolean"),
+    ("status", "text"),
+    ("valid_until", "timestamptz"),
+];
 
 /// A ban ends every live session of the customers `$2` at `$3`.
 static END_SESSIONS: LazyLock<String> = LazyLock::new(|| {
@@ -384,7 +394,7 @@ async fn store_groups(tx: &mut Tx, space: SpaceId, state: &mut State) -> StoreRe
         return Ok(());
     }
     let inserted: Vec<(String, i64, String)> =
-        sqlx::query_as(&INSERT_GROUPS).bind(space.0).bind(to_json(&missing)?).fetch_all(&mut **tx).await?;
+        bind_rows(sqlx::query_as(&INSERT_GROUPS).bind(space.0), &missing, GROUP_FIELDS)?.fetch_all(&mut **tx).await?;
     let stored_meanwhile: Vec<String> =
         missing.iter().filter(|g| !inserted.iter().any(|(s, _, _)| s == g.slug)).map(|g| g.slug.to_owned()).collect();
     if !stored_meanwhile.is_empty() {
@@ -400,7 +410,9 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
     let new = state.customers.iter().filter(|c| c.new).map(|c| state.row(c)).collect::<StoreResult<Vec<_>>>()?;
     if !new.is_empty() {
         let inserted: Vec<(i64, String)> =
-            sqlx::query_as(&INSERT_CUSTOMERS).bind(space.0).bind(to_json(&new)?).bind(now).fetch_all(&mut **tx).await?;
+            bind_rows(sqlx::query_as(&INSERT_CUSTOMERS).bind(space.0).bind(now), &new, CUSTOMER_FIELDS)?
+                .fetch_all(&mut **tx)
+                .await?;
         drop(new);
         let ids: HashMap<String, i64> = inserted.into_iter().map(|(id, cu)| (cu, id)).collect();
         for c in state.customers.iter_mut().filter(|c| c.new) {
@@ -414,7 +426,9 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         .map(|c| state.row(c))
         .collect::<StoreResult<Vec<_>>>()?;
     if !changed.is_empty() {
-        sqlx::query(&UPDATE_CUSTOMERS).bind(space.0).bind(to_json(&changed)?).bind(now).execute(&mut **tx).await?;
+        bind_rows(sqlx::query(&UPDATE_CUSTOMERS).bind(space.0).bind(now), &changed, &UPDATE_FIELDS)?
+            .execute(&mut **tx)
+            .await?;
     }
     #[derive(Serialize)]
     struct Point<'a> {
@@ -468,13 +482,17 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         }
     }
     if !referrers.is_empty() {
-        sqlx::query(&SET_REFERRERS).bind(space.0).bind(to_json(&referrers)?).execute(&mut **tx).await?;
+        bind_rows(sqlx::query(&SET_REFERRERS).bind(space.0), &referrers, REFERRAL_FIELDS)?.execute(&mut **tx).await?;
     }
     if !memberships_ended.is_empty() {
-        sqlx::query(&DELETE_MEMBERSHIPS).bind(space.0).bind(to_json(&memberships_ended)?).execute(&mut **tx).await?;
+        bind_rows(sqlx::query(&DELETE_MEMBERSHIPS).bind(space.0), &memberships_ended, MEMBER_FIELDS)?
+            .execute(&mut **tx)
+            .await?;
     }
     if !memberships.is_empty() {
-        sqlx::query(&INSERT_MEMBERSHIPS).bind(space.0).bind(to_json(&memberships)?).execute(&mut **tx).await?;
+        bind_rows(sqlx::query(&INSERT_MEMBERSHIPS).bind(space.0), &memberships, MEMBER_FIELDS)?
+            .execute(&mut **tx)
+            .await?;
     }
     for (ids, kind) in points_cleared.iter().zip(["email", "phone"]) {
         if !ids.is_empty() {
@@ -482,7 +500,7 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         }
     }
     if !points.is_empty() {
-        sqlx::query(&INSERT_POINTS).bind(space.0).bind(to_json(&points)?).execute(&mut **tx).await?;
+        bind_rows(sqlx::query(&INSERT_POINTS).bind(space.0), &points, POINT_FIELDS)?.execute(&mut **tx).await?;
     }
     let subscriptions = state
         .subscriptions
@@ -494,12 +512,10 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         })
         .collect::<StoreResult<Vec<_>>>()?;
     if !subscriptions.is_empty() {
-        let done = sqlx::query(&UPSERT_SUBSCRIPTIONS)
-            .bind(space.0)
-            .bind(to_json(&subscriptions)?)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+        let done =
+            bind_rows(sqlx::query(&UPSERT_SUBSCRIPTIONS).bind(space.0).bind(now), &subscriptions, SUBSCRIPTION_FIELDS)?
+                .execute(&mut **tx)
+                .await?;
         if done.rows_affected() != subscriptions.len() as u64 {
             // Checked free before writing: another writer took one since.
             return Err(StoreError::Conflict("a subscription was taken meanwhile".into()));
