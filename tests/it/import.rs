@@ -363,6 +363,37 @@ backend_test!(a_batch_mixes_new_and_existing_contacts, |app| {
     assert!(app.db.profile_list_drift().await.is_empty());
 });
 
+backend_test!(the_same_list_again_writes_only_what_it_changes, |app| {
+    // Setup: two contacts with a group, a phone and meta
+    let items = [
+        json!({ "email": "same@example.com", "phone": "+420 777 000 101", "firstName": "Same",
+                "groups": ["Newsletter"], "meta": { "source": "crm" } }),
+        json!({ "email": "edited@example.com", "firstName": "Before", "groups": ["Newsletter"] }),
+    ];
+    import_items(&app, &items).await;
+    let listed = || async {
+        let (status, body) = app.get("/api/v1/customer/list", &app.keys.prod, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let by_email = |email: &str| {
+            body["customers"].as_array().unwrap().iter().find(|c| c["email"] == email).cloned().unwrap()
+        };
+        (by_email("same@example.com"), by_email("edited@example.com"))
+    };
+    let (same_before, edited_before) = listed().await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Exec: the same list again, one first name changed
+    let mut again = items.clone();
+    again[1]["firstName"] = json!("After");
+    let res = import_items(&app, &again).await;
+    // Check: both found; the untouched one keeps its row (and `updatedAt`), the other changed
+    assert_eq!(codes(&res["results"]), [json!(false), json!(false)]);
+    let (same_after, edited_after) = listed().await;
+    assert_eq!(same_after, same_before);
+    assert_eq!(edited_after["firstName"], "After");
+    assert!(edited_after["updatedAt"].as_str() > edited_before["updatedAt"].as_str(), "{edited_after}");
+    assert!(app.db.profile_list_drift().await.is_empty());
+});
+
 backend_test!(a_ban_in_a_batch_ends_the_sessions, |app| {
     // Setup: a contact with a live session
     let (_, c) = app.post(UPSERT, &app.keys.prod, json!({ "email": "banned@example.com" })).await;

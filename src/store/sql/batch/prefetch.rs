@@ -156,6 +156,8 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
             addresses: own.addresses.0,
             ..Customer::default()
         });
+        let c = &mut state.customers[i];
+        c.stored = Some(c.own_values());
         by_id.insert(r.id, i);
     }
     let ids = to_json(&by_id.keys().collect::<Vec<_>>())?;

@@ -419,12 +419,19 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
             c.id = ids.get(&c.cu_ref_no).copied();
         }
     }
-    let changed = state
-        .customers
-        .iter()
-        .filter(|c| c.changed && !c.new)
-        .map(|c| state.row(c))
-        .collect::<StoreResult<Vec<_>>>()?;
+    // An existing customer the items left as stored (the same list imported again) is
+    // not written: its row, its `updatedAt` and its events stay as they were.
+    let mut changed = Vec::new();
+    for c in state.customers.iter().filter(|c| c.changed && !c.new) {
+        let row = state.row(c)?;
+        let lists_kept = row.profile_groups.is_none()
+            && row.profile_subscriptions.is_none()
+            && row.addresses.is_none()
+            && row.profile_alternates.is_none();
+        if !(lists_kept && c.referrer.is_none() && c.own_values_kept()) {
+            changed.push(row);
+        }
+    }
     if !changed.is_empty() {
         bind_rows(sqlx::query(&UPDATE_CUSTOMERS).bind(space.0).bind(now), &changed, &UPDATE_FIELDS)?
             .execute(&mut **tx)
