@@ -16,11 +16,11 @@ import sys
 import time
 
 
-def contact(i, pad):
+def contact(i, pad, last_name):
     item = {
         "email": f"user{i}@example.com",
         "firstName": f"Name{i}",
-        "lastName": "Surname",
+        "lastName": last_name,
         # +420 72, 73, 77 and 79 are Czech mobile ranges throughout (unlike 70, 71, 74-76, 78), so
         # every number passes a mobile check; distinct for the first 40 million items.
         "phone": f"+420 7{(2, 3, 7, 9)[i // 10000000 % 4]}{i % 10000000:07d}",
@@ -37,6 +37,7 @@ def main():
     parser.add_argument("count", type=int, metavar="COUNT")
     parser.add_argument("--format", choices=["ndjson", "array"], default="ndjson")
     parser.add_argument("--pad", type=int, default=0, metavar="BYTES", help="extra bytes per item, in meta.pad")
+    parser.add_argument("--last-name", default="Surname", help="every item's lastName (another one updates each contact)")
     parser.add_argument("--start", type=int, default=0, metavar="N", help="number of the first item")
     parser.add_argument("--stamp", metavar="FILE", help="append 'ITEMS UNIX_TIME' every --every items")
     parser.add_argument("--every", type=int, default=100000, metavar="N", help="items between stamps")
@@ -55,9 +56,9 @@ def main():
         for i in range(args.count):
             n = args.start + i
             if array:
-                out.write(contact(n, args.pad) + (",\n" if i + 1 < args.count else "\n"))
+                out.write(contact(n, args.pad, args.last_name) + (",\n" if i + 1 < args.count else "\n"))
             else:
-                out.write(contact(n, args.pad) + "\n")
+                out.write(contact(n, args.pad, args.last_name) + "\n")
             if stamps and (i + 1) % args.every == 0:
                 out.flush()
                 stamps.write(f"{i + 1} {time.time():.3f}\n")

@@ -5,9 +5,9 @@
 #   COUNT=1000000 DATABASE_URL=postgres://…/<fresh db> bench/import.sh   # growth from empty to a million
 #   COUNT=170000 PAD=1000 bench/import.sh     # ~200 MB of NDJSON: memory must stay flat
 #   EVERY=5000 SKIP_CLI=1 COUNT=20000 …       # finer windows; HTTP runs only
-# Streams generated NDJSON into POST /api/v1/customer/import (new contacts, then the same
-# contacts again: every item an update), then through `bizkit-mirror import` into the
-# sandbox space (new again). Prints contacts/s for every EVERY items (100,000 by default),
+# Streams generated NDJSON into POST /api/v1/customer/import (new contacts; the same contacts
+# with another last name: every item an update; then that list again: every item found and
+# left as stored), then through `bizkit-mirror import` into the sandbox space (new again). Prints contacts/s for every EVERY items (100,000 by default),
 # so a slowdown as the tables grow shows, and the server's peak memory (VmHWM). On PostgreSQL
 # it also times the database alone writing the same rows (bench/pgbench/import_rows.sql).
 #
@@ -30,12 +30,13 @@ for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null &&
 key=PRODPGrFxpGEtrOZfuWhnoJohUYBXuOE
 rss() { awk "/$1/ {print \$2}" "/proc/$pid/status"; }
 
-# window LABEL START: items START..START+EVERY through the HTTP import; prints the rate.
+# window LABEL START: items START..START+EVERY through the HTTP import, with LAST_NAME; prints
+# the rate.
 window() {
   local start end
   start=$(date +%s.%N)
   # The generator pipes straight into curl: the body is never on disk or in memory whole.
-  python3 bench/gen_contacts.py "$EVERY" --start "$2" --pad "$PAD" |
+  python3 bench/gen_contacts.py "$EVERY" --start "$2" --pad "$PAD" --last-name "$LAST_NAME" |
     curl -fsS -X POST -H "Authorization: Bearer $key" -H 'Content-Type: application/x-ndjson' \
       -H 'Transfer-Encoding: chunked' --data-binary @- -o "$tmp/result.json" \
       "http://127.0.0.1:$PORT/api/v1/customer/import"
@@ -64,10 +65,12 @@ http() {
 
 echo "backend: ${DATABASE_URL%%:*}   contacts: $COUNT"
 echo "server memory before: $(rss VmRSS) kB"
-http "HTTP import (new)"
+LAST_NAME=Surname http "HTTP import (new)"
 new_rate=$rate
-# The same contacts again: every item is an update now.
-http "HTTP import (existing)"
+# The same contacts with another last name: every item is an update.
+LAST_NAME=Renamed http "HTTP import (updates)"
+# That list again: every item is found and changes nothing.
+LAST_NAME=Renamed http "HTTP import (unchanged)"
 
 # On PostgreSQL, in the same run, the database alone writing the rows of as many new
 # contacts in batches of 500 (bench/pgbench/import_rows.sql): the ceiling an import's rate

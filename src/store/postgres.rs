@@ -99,6 +99,9 @@ mod dialect {
             .collect()
     }
 
+    /// The customer a batch row names (`x.id`) in the space `$1`, as an update joins them.
+    pub const CUSTOMER_OF_ROW: &str = "customers.space_id = $1 and customers.id = x.id";
+
     /// A JSON value passed as text, as a JSON column (meta, the profile's lists) stores it.
     pub const JSON_VALUE: &str = "{json}::jsonb";
 

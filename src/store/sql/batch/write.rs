@@ -58,13 +58,14 @@ static UPDATE_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
          search_name = x.search_name, search_last_name = x.search_last_name, \
          search_company_name = x.search_company_name, search_email = x.search_email, \
          search_version = {SEARCH_RULES_VERSION}, \
-         last_ip = x.last_ip, updated_at = $2 from {} where customers.space_id = $1 and customers.id = x.id",
+         last_ip = x.last_ip, updated_at = $2 from {} where {}",
         json_value("meta"),
         json_value("profile_groups"),
         json_value("profile_subscriptions"),
         json_value("addresses"),
         json_value("profile_alternates"),
-        rows(3, &UPDATE_FIELDS)
+        rows(3, &UPDATE_FIELDS),
+        dialect::CUSTOMER_OF_ROW
     )
 });
 
@@ -103,8 +104,9 @@ const REFERRAL_FIELDS: &[(&str, &str)] = &[("id", "bigint"), ("referrer_id", "bi
 
 static SET_REFERRERS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "update customers set referrer_id = x.referrer_id from {} where customers.space_id = $1 and customers.id = x.id",
-        rows(2, REFERRAL_FIELDS)
+        "update customers set referrer_id = x.referrer_id from {} where {}",
+        rows(2, REFERRAL_FIELDS),
+        dialect::CUSTOMER_OF_ROW
     )
 });
 
