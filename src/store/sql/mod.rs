@@ -204,7 +204,7 @@ struct StoredAlternates {
 }
 
 /// A customer's own fields as its row stores them: what writes set directly, not derived.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone, PartialEq)]
 struct OwnFields {
     email: Option<String>,
     email_canonical: Option<String>,

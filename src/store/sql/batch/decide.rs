@@ -5,6 +5,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use sqlx::types::Json;
+
+use super::super::OwnFields;
 
 use crate::normalize::{new_address_id, CuRefNo, EMAIL_RULES_VERSION};
 use crate::store::{
@@ -76,34 +79,14 @@ pub(super) struct Customer {
     pub(super) end_sessions: bool,
     /// An item wrote one of its subscriptions.
     pub(super) subscriptions_changed: bool,
-    /// Its own fields as prefetched (`None` for a new customer).
-    pub(super) stored: Option<OwnValues>,
-}
-
-/// The fields of a customer row that the items write one by one, as compared to tell
-/// whether they changed it.
-#[derive(PartialEq)]
-pub(super) struct OwnValues {
-    email: Option<String>,
-    email_canonical: Option<String>,
-    email_rules_version: i32,
-    phone: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    company_name: Option<String>,
-    company_registration_number: Option<String>,
-    tax_identification_number: Option<String>,
-    premium: bool,
-    ban: bool,
-    meta: Map<String, Value>,
-    last_ip: Option<String>,
-    partner_customer_id: Option<String>,
-    addresses: Vec<Address>,
+    /// Its own fields and last IP as prefetched (`None` for a new customer).
+    pub(super) stored: Option<(OwnFields, Option<String>)>,
 }
 
 impl Customer {
-    pub(super) fn own_values(&self) -> OwnValues {
-        OwnValues {
+    /// Its own fields as they stand.
+    fn own_fields(&self) -> OwnFields {
+        OwnFields {
             email: self.email.clone(),
             email_canonical: self.email_canonical.clone(),
             email_rules_version: self.email_rules_version,
@@ -115,16 +98,15 @@ impl Customer {
             tax_identification_number: self.tax_identification_number.clone(),
             premium: self.premium,
             ban: self.ban,
-            meta: self.meta.clone(),
-            last_ip: self.last_ip.clone(),
+            meta: Json(self.meta.clone()),
             partner_customer_id: self.partner_customer_id.clone(),
-            addresses: self.addresses.clone(),
+            addresses: Json(self.addresses.clone()),
         }
     }
 
     /// Whether the items left its own fields as stored.
-    pub(super) fn own_values_kept(&self) -> bool {
-        self.stored.as_ref().is_some_and(|stored| *stored == self.own_values())
+    pub(super) fn own_fields_kept(&self) -> bool {
+        self.stored.as_ref().is_some_and(|(own, last_ip)| *last_ip == self.last_ip && *own == self.own_fields())
     }
 }
 

@@ -132,6 +132,7 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
     let mut by_id = HashMap::with_capacity(rows.len());
     for r in rows {
         let own = r.own;
+        let stored = Some((own.clone(), r.last_ip.clone()));
         let i = state.add(Customer {
             id: Some(r.id),
             rank: r.id,
@@ -154,10 +155,9 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
             last_ip: r.last_ip,
             partner_customer_id: own.partner_customer_id,
             addresses: own.addresses.0,
+            stored,
             ..Customer::default()
         });
-        let c = &mut state.customers[i];
-        c.stored = Some(c.own_values());
         by_id.insert(r.id, i);
     }
     let ids = to_json(&by_id.keys().collect::<Vec<_>>())?;

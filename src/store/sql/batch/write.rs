@@ -430,7 +430,7 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
             && row.profile_subscriptions.is_none()
             && row.addresses.is_none()
             && row.profile_alternates.is_none();
-        if !(lists_kept && c.referrer.is_none() && c.own_values_kept()) {
+        if !(lists_kept && c.referrer.is_none() && c.own_fields_kept()) {
             changed.push(row);
         }
     }
