@@ -374,9 +374,8 @@ backend_test!(the_same_list_again_writes_only_what_it_changes, |app| {
     let listed = || async {
         let (status, body) = app.get("/api/v1/customer/list", &app.keys.prod, &[]).await;
         assert_eq!(status, 200, "{body}");
-        let by_email = |email: &str| {
-            body["customers"].as_array().unwrap().iter().find(|c| c["email"] == email).cloned().unwrap()
-        };
+        let by_email =
+            |email: &str| body["customers"].as_array().unwrap().iter().find(|c| c["email"] == email).cloned().unwrap();
         (by_email("same@example.com"), by_email("edited@example.com"))
     };
     let (same_before, edited_before) = listed().await;
