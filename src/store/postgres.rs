@@ -11,7 +11,7 @@ type Db = sqlx::Postgres;
 
 /// Where PostgreSQL's SQL differs from SQLite's.
 mod dialect {
-    use serde_json::Value;
+    use super::super::columns::Column;
 
     /// A write transaction needs nothing special: row locks are taken as rows are written.
     pub const BEGIN_WRITE: &str = "begin";
@@ -71,32 +71,15 @@ mod dialect {
         rows: &[T],
         columns: &[(&str, &str)],
     ) -> Result<Q, String> {
-        let rows: Vec<Value> =
-            rows.iter().map(serde_json::to_value).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-        for &(name, ty) in columns {
-            q = match ty {
-                "bigint" => q.bind_value(column(&rows, name, ty, Value::as_i64)?),
-                "integer" => q.bind_value(column(&rows, name, ty, |v| v.as_i64().and_then(|n| i32::try_from(n).ok()))?),
-                "boolean" => q.bind_value(column(&rows, name, ty, Value::as_bool)?),
-                _ => q.bind_value(column(&rows, name, ty, |v| v.as_str().map(str::to_owned))?),
+        for column in super::super::columns::columns(rows, columns)? {
+            q = match column {
+                Column::BigInt(v) => q.bind_value(v),
+                Column::Integer(v) => q.bind_value(v),
+                Column::Boolean(v) => q.bind_value(v),
+                Column::Text(v) => q.bind_value(v),
             };
         }
         Ok(q)
-    }
-
-    /// The field `name` of every row as `T`, `convert` telling each (absent or null: `None`).
-    fn column<T>(
-        rows: &[Value],
-        name: &str,
-        ty: &str,
-        convert: impl Fn(&Value) -> Option<T>,
-    ) -> Result<Vec<Option<T>>, String> {
-        rows.iter()
-            .map(|row| match row.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => convert(v).map(Some).ok_or_else(|| format!("batch column {name} ({ty}) given {v}")),
-            })
-            .collect()
     }
 
     /// The customer a batch row names (`x.id`) in the space `$1`, as an update joins them.
