@@ -134,6 +134,15 @@ macro_rules! refuse_compound {
     };
 }
 
+/// The methods of a `Serializer` for integers, each into its column as `integer` does.
+macro_rules! integers {
+    ($($method:ident($ty:ty);)*) => {
+        $(fn $method(self, n: $ty) -> Result<Self::Ok, Error> {
+            self.integer(n.into())
+        })*
+    };
+}
+
 /// One row: a struct whose fields go to their columns.
 struct RowSerializer<'a> {
     columns: &'a [(&'a str, &'a str)],
@@ -265,36 +274,15 @@ impl Serializer for CellSerializer<'_> {
         Ok(())
     }
 
-    fn serialize_i8(self, n: i8) -> Result<(), Error> {
-        self.integer(n.into())
-    }
-
-    fn serialize_i16(self, n: i16) -> Result<(), Error> {
-        self.integer(n.into())
-    }
-
-    fn serialize_i32(self, n: i32) -> Result<(), Error> {
-        self.integer(n.into())
-    }
-
-    fn serialize_i64(self, n: i64) -> Result<(), Error> {
-        self.integer(n.into())
-    }
-
-    fn serialize_u8(self, n: u8) -> Result<(), Error> {
-        self.integer(n.into())
-    }
-
-    fn serialize_u16(self, n: u16) -> Result<(), Error> {
-        self.integer(n.into())
-    }
-
-    fn serialize_u32(self, n: u32) -> Result<(), Error> {
-        self.integer(n.into())
-    }
-
-    fn serialize_u64(self, n: u64) -> Result<(), Error> {
-        self.integer(n.into())
+    integers! {
+        serialize_i8(i8);
+        serialize_i16(i16);
+        serialize_i32(i32);
+        serialize_i64(i64);
+        serialize_u8(u8);
+        serialize_u16(u16);
+        serialize_u32(u32);
+        serialize_u64(u64);
     }
 
     fn serialize_str(self, s: &str) -> Result<(), Error> {
