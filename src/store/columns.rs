@@ -53,9 +53,11 @@ pub fn columns<T: Serialize>(rows: &[T], columns: &[(&str, &str)]) -> Result<Vec
     let mut out: Vec<Column> = columns.iter().map(|(_, ty)| Column::of_type(ty, rows.len())).collect();
     for (n, row) in rows.iter().enumerate() {
         row.serialize(RowSerializer { columns, out: &mut out, next: 0 }).map_err(|e| e.0)?;
-        for column in &mut out {
-            if column.len() == n {
-                column.push_null();
+        for (column, (name, _)) in out.iter_mut().zip(columns) {
+            match column.len() - n {
+                0 => column.push_null(),
+                1 => {}
+                _ => return Err(format!("batch column {name} given more than one value in row {n}")),
             }
         }
     }
@@ -63,7 +65,7 @@ pub fn columns<T: Serialize>(rows: &[T], columns: &[(&str, &str)]) -> Result<Vec
 }
 
 #[derive(Debug)]
-pub struct Error(String);
+struct Error(String);
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -217,13 +219,7 @@ impl SerializeStruct for RowSerializer<'_> {
         let Some(at) = at else { return Ok(()) };
         self.next = at + 1;
         let (name, ty) = self.columns[at];
-        let column = &mut self.out[at];
-        let before = column.len();
-        value.serialize(CellSerializer { name, ty, column })?;
-        if column.len() != before + 1 {
-            return Err(Error(format!("batch column {name} ({ty}) given no single value")));
-        }
-        Ok(())
+        value.serialize(CellSerializer { name, ty, column: &mut self.out[at] })
     }
 
     fn end(self) -> Result<(), Error> {
@@ -379,6 +375,21 @@ mod tests {
         assert_eq!(err, "batch column on (text) given a boolean");
         let err = columns(&[(1, 2)], &[("id", "bigint")]).unwrap_err();
         assert_eq!(err, "a batch row must be a struct, not a tuple");
+    }
+
+    #[test]
+    fn a_field_given_twice_in_a_row_is_an_error() {
+        struct Twice;
+        impl Serialize for Twice {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut row = s.serialize_struct("Twice", 2)?;
+                row.serialize_field("id", &1)?;
+                row.serialize_field("id", &2)?;
+                row.end()
+            }
+        }
+        let err = columns(&[Twice], &[("id", "bigint")]).unwrap_err();
+        assert_eq!(err, "batch column id given more than one value in row 0");
     }
 
     #[test]
