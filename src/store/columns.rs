@@ -17,9 +17,20 @@ pub enum Column {
     Text(Vec<Option<String>>),
 }
 
+/// The type a column of type `ty` is bound as: itself where it has a `Column` of its own,
+/// text (for PostgreSQL to cast) otherwise.
+pub fn bound_type(ty: &str) -> &'static str {
+    match ty {
+        "bigint" => "bigint",
+        "integer" => "integer",
+        "boolean" => "boolean",
+        _ => "text",
+    }
+}
+
 impl Column {
     fn of_type(ty: &str, rows: usize) -> Column {
-        match ty {
+        match bound_type(ty) {
             "bigint" => Column::BigInt(Vec::with_capacity(rows)),
             "integer" => Column::Integer(Vec::with_capacity(rows)),
             "boolean" => Column::Boolean(Vec::with_capacity(rows)),

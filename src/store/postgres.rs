@@ -11,7 +11,7 @@ type Db = sqlx::Postgres;
 
 /// Where PostgreSQL's SQL differs from SQLite's.
 mod dialect {
-    use super::super::columns::Column;
+    use super::super::columns::{bound_type, Column};
 
     /// A write transaction needs nothing special: row locks are taken as rows are written.
     pub const BEGIN_WRITE: &str = "begin";
@@ -55,9 +55,9 @@ mod dialect {
         let arrays: Vec<String> = columns
             .iter()
             .enumerate()
-            .map(|(i, (_, ty))| match *ty {
-                "text" | "bigint" | "integer" | "boolean" => format!("${}::{ty}[]", first + i),
-                _ => format!("${}::text[]::{ty}[]", first + i),
+            .map(|(i, (_, ty))| match bound_type(ty) {
+                bound if bound == *ty => format!("${}::{ty}[]", first + i),
+                bound => format!("${}::{bound}[]::{ty}[]", first + i),
             })
             .collect();
         let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
