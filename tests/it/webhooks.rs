@@ -51,6 +51,8 @@ struct ReceiverState {
     script: VecDeque<(String, Reply)>,
     /// Answered instead of 200 while set.
     closed: Option<Reply>,
+    /// While set and open, every request is recorded and then held until it closes.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 #[derive(Clone, Default)]
@@ -64,13 +66,20 @@ impl Receiver {
         let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
             let state = state.clone();
             async move {
-                let mut s = state.0.lock().unwrap();
-                let scripted = s.script.iter().position(|(path, _)| path == uri.path());
-                let (status, reply_headers) = match scripted.and_then(|i| s.script.remove(i)) {
-                    Some((_, reply)) => reply,
-                    None => s.closed.clone().unwrap_or((200, Vec::new())),
+                let (status, reply_headers, gate) = {
+                    let mut s = state.0.lock().unwrap();
+                    let scripted = s.script.iter().position(|(path, _)| path == uri.path());
+                    let (status, reply_headers) = match scripted.and_then(|i| s.script.remove(i)) {
+                        Some((_, reply)) => reply,
+                        None => s.closed.clone().unwrap_or((200, Vec::new())),
+                    };
+                    s.received.push(Received { path: uri.path().to_owned(), headers, body, status });
+                    (status, reply_headers, s.gate.clone())
                 };
-                s.received.push(Received { path: uri.path().to_owned(), headers, body, status });
+                if let Some(gate) = gate {
+                    // Closed, the gate lets every waiting request through.
+                    let _ = gate.acquire().await;
+                }
                 let mut response = axum::response::Response::new(axum::body::Body::from("ok"));
                 *response.status_mut() = StatusCode::from_u16(status).unwrap();
                 for (name, value) in reply_headers {
@@ -91,6 +100,13 @@ impl Receiver {
 
     fn script(&self, path: &str, replies: impl IntoIterator<Item = Reply>) {
         self.0.lock().unwrap().script.extend(replies.into_iter().map(|r| (path.to_owned(), r)));
+    }
+
+    /// Holds every request, once recorded, until the returned gate is closed.
+    fn hold(&self) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        self.0.lock().unwrap().gate = Some(gate.clone());
+        gate
     }
 
     fn set_closed(&self, reply: Option<Reply>) {
@@ -402,23 +418,73 @@ backend_test!(replay_sends_an_event_again, |app| {
     worker.abort();
 });
 
-backend_test!(erasure_reaches_events_waiting_in_the_outbox, |app| {
+/// When, against the delivery's first attempt, its customer is erased.
+#[derive(Clone, Copy, PartialEq)]
+enum Erased {
+    /// After the attempt and its kept body were recorded.
+    AfterTheAttempt,
+    /// While the attempt is in flight: its body is recorded after the erasure.
+    DuringTheAttempt,
+    /// After the attempt, whose body is then kept all the same: what an attempt recorded
+    /// concurrently with the erasure, neither seeing the other, leaves on PostgreSQL.
+    BeforeTheBodyWasKept,
+}
+
+/// A customer created while the receiver is down is erased around the first attempt: the
+/// retry that succeeds carries nothing personal whenever the erasure came.
+async fn erasure_reaches_a_waiting_event(app: &TestApp, when: Erased) {
     let (receiver, base) = Receiver::start().await;
-    register(&app, &format!("{base}/later"), Some(&["customer.created", "customer.updated"])).await;
+    let (id, _) = register(app, &format!("{base}/later"), Some(&["customer.created", "customer.updated"])).await;
     // The receiver is down: the first attempt renders and keeps the body, then waits.
     receiver.set_closed(Some((503, vec![("retry-after", "1".to_owned())])));
+    let gate = (when == Erased::DuringTheAttempt).then(|| receiver.hold());
     let worker = worker(&app.store);
     let cu = app.create(&app.keys.prod, "private@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
     let first = receiver.wait_for(Duration::from_secs(10), "a first attempt", |got| !got.is_empty()).await;
     assert_eq!(first[0].json()["data"]["email"], "private@example.com");
-    post_ok(&app, "/api/v1/customer/delete", json!({ "cuRefNo": cu })).await;
+    if when != Erased::DuringTheAttempt {
+        let start = Instant::now();
+        while attempts_listed(app, id).await == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "the first attempt was not recorded");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    post_ok(app, "/api/v1/customer/delete", json!({ "cuRefNo": cu })).await;
+    if when == Erased::BeforeTheBodyWasKept {
+        let kept = first[0].body.replace('\'', "''");
+        let updated =
+            app.db.execute(&format!("update webhook_deliveries set body = '{kept}' where state = 'pending'")).await;
+        assert_eq!(updated, 1, "the delivery waits");
+    }
     receiver.set_closed(None);
+    if let Some(gate) = gate {
+        gate.close();
+    }
     let accepted = |r: &Received| r.status == 200 && r.json()["type"] == "customer.created";
     let got = receiver.wait_for(Duration::from_secs(15), "the delivery", |got| got.iter().any(accepted)).await;
     let delivered = got.iter().find(|r| accepted(r)).unwrap();
     assert_eq!(delivered.json()["data"], json!({ "cuRefNo": cu }), "nothing personal after erasure");
     assert!(!delivered.body.contains("private@"), "{}", delivered.body);
     worker.abort();
+}
+
+async fn attempts_listed(app: &TestApp, endpoint: i64) -> usize {
+    let (status, listed) =
+        app.get("/admin/v1/webhooks/deliveries", &app.keys.root, &[("id", &endpoint.to_string())]).await;
+    assert_eq!(status, 200, "{listed}");
+    listed["attempts"].as_array().unwrap().len()
+}
+
+backend_test!(erasure_reaches_events_waiting_in_the_outbox, |app| {
+    erasure_reaches_a_waiting_event(&app, Erased::AfterTheAttempt).await;
+});
+
+backend_test!(erasure_during_an_attempt_reaches_its_retry, |app| {
+    erasure_reaches_a_waiting_event(&app, Erased::DuringTheAttempt).await;
+});
+
+backend_test!(a_body_kept_across_an_erasure_is_not_sent, |app| {
+    erasure_reaches_a_waiting_event(&app, Erased::BeforeTheBodyWasKept).await;
 });
 
 /// Two workers (two instances' pools) on one PostgreSQL deliver each event once.

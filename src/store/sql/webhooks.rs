@@ -70,12 +70,15 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 const CLAIMED_FIELDS: &[(&str, &str)] = &[("space_id", "bigint"), ("id", "bigint")];
 
 /// The claimed deliveries (rows of `{space_id, id}`, each found by its primary key), with
-/// what sending them needs.
+/// what sending them needs. A body kept from an earlier attempt is not sent once either
+/// customer of the event is erased: an attempt recorded while the erasure was still
+/// uncommitted kept it after the erasure's trigger had dropped the bodies it could see.
 static CLAIMED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "select d.space_id, d.id, d.endpoint_id, w.url, w.secret, d.event_id, e.type as event_type, \
          e.created_at as event_at, s.mode, e.customer_id, c.cu_ref_no, c.erased_at is not null as erased, \
-         e.other_id, o.cu_ref_no as other_cu_ref_no, d.body, d.attempts, d.created_at \
+         e.other_id, o.cu_ref_no as other_cu_ref_no, \
+         case when c.erased_at is null and o.erased_at is null then d.body end as body, d.attempts, d.created_at \
          from {} cross join webhook_deliveries d \
          join webhook_endpoints w on w.space_id = d.space_id and w.id = d.endpoint_id \
          join webhook_events e on e.space_id = d.space_id and e.id = d.event_id \
@@ -86,6 +89,16 @@ static CLAIMED: LazyLock<String> = LazyLock::new(|| {
         rows(1, CLAIMED_FIELDS)
     )
 });
+
+/// A failed attempt of delivery `$2` waits until `$3`, keeping the body it sent (`$4`) so
+/// the retry sends the same bytes; but no body is kept for an event (`$5`) whose customer
+/// was erased while the attempt was in flight, and a body an earlier attempt kept past
+/// an erasure (see `CLAIMED`) is dropped.
+const RETRY_LATER: &str = "update webhook_deliveries set next_attempt_at = $3, \
+     body = case when exists (select 1 from webhook_events e join customers c on c.space_id = e.space_id \
+     and (c.id = e.customer_id or c.id = e.other_id) \
+     where e.space_id = $1 and e.id = $5 and c.erased_at is not null) then null else coalesce(body, $4) end \
+     where space_id = $1 and id = $2";
 
 #[derive(sqlx::FromRow)]
 struct DueRow {
@@ -332,16 +345,14 @@ impl WebhookStore for SqlStore {
                 .await?;
             }
             AttemptOutcome::Retry(at) => {
-                sqlx::query(
-                    "update webhook_deliveries set next_attempt_at = $3, body = coalesce(body, $4) \
-                     where space_id = $1 and id = $2",
-                )
-                .bind(space)
-                .bind(id)
-                .bind(*at)
-                .bind(body)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(RETRY_LATER)
+                    .bind(space)
+                    .bind(id)
+                    .bind(*at)
+                    .bind(body)
+                    .bind(delivery.event_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             AttemptOutcome::Disable(reason) => {
                 sqlx::query(
