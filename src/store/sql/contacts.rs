@@ -108,7 +108,7 @@ impl ContactStore for SqlStore {
         };
         self.name_merged(space, writes, &mut out).await?;
         let created = out.iter().filter(|r| r.as_ref().is_ok_and(|w| w.new_account)).count() as u64;
-        self.imported_grew(created).await;
+        self.imported_grew(created);
         Ok(out)
     }
 
@@ -171,8 +171,12 @@ impl SqlStore {
     /// Counts `created` customers more as imported, and refreshes the statistics of the
     /// tables an import grows each time the count passes a doubling: plans made for a new
     /// space's empty tables would otherwise scan them as they grow.
+    ///
+    /// The refresh runs beside the import, on a connection of its own: `ANALYZE` of the
+    /// grown tables takes as long as a dozen batches, and the batches written meanwhile
+    /// are planned with the statistics of half as many rows, which choose the same plans.
     /// The batch is committed by then: a failed refresh is logged, not the batch's error.
-    async fn imported_grew(&self, created: u64) {
+    fn imported_grew(&self, created: u64) {
         let Some(analyze) = dialect::ANALYZE_IMPORTED else { return };
         let total = self.imported.fetch_add(created, Ordering::Relaxed) + created;
         let next = self.next_analyze.load(Ordering::Relaxed);
@@ -184,13 +188,16 @@ impl SqlStore {
         {
             return;
         }
-        let analyzed = match self.conn().await {
-            Ok(mut conn) => sqlx::query(analyze).execute(&mut *conn).await.map(drop),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = analyzed {
-            tracing::warn!(error = %e, "refreshing the statistics of imported tables failed");
-        }
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let analyzed = match super::pool::Conn::take(&pool).await {
+                Ok(mut conn) => sqlx::query(analyze).execute(&mut *conn).await.map(drop),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = analyzed {
+                tracing::warn!(error = %e, "refreshing the statistics of imported tables failed");
+            }
+        });
     }
 
     async fn add_credit_once(&self, space: SpaceId, credit: &CreditAdd) -> StoreResult<CreditOutcome> {
