@@ -95,9 +95,11 @@ static CLAIMED: LazyLock<String> = LazyLock::new(|| {
 /// was erased while the attempt was in flight, and a body an earlier attempt kept past
 /// an erasure (see `CLAIMED`) is dropped.
 const RETRY_LATER: &str = "update webhook_deliveries set next_attempt_at = $3, \
-     body = case when exists (select 1 from webhook_events e join customers c on c.space_id = e.space_id \
-     and (c.id = e.customer_id or c.id = e.other_id) \
-     where e.space_id = $1 and e.id = $5 and c.erased_at is not null) then null else coalesce(body, $4) end \
+     body = case when exists (select 1 from webhook_events e \
+     join customers c on c.space_id = e.space_id and c.id = e.customer_id \
+     left join customers o on o.space_id = e.space_id and o.id = e.other_id \
+     where e.space_id = $1 and e.id = $5 and (c.erased_at is not null or o.erased_at is not null)) \
+     then null else coalesce(body, $4) end \
      where space_id = $1 and id = $2";
 
 #[derive(sqlx::FromRow)]
