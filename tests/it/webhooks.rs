@@ -428,10 +428,14 @@ enum Erased {
     /// After the attempt, whose body is then kept all the same: what an attempt recorded
     /// concurrently with the erasure, neither seeing the other, leaves on PostgreSQL.
     BeforeTheBodyWasKept,
+    /// Not erased but merged into another customer after the attempt: a merge keeps the
+    /// body, and the retry sends what the first attempt sent.
+    MergedAfterTheAttempt,
 }
 
 /// A customer created while the receiver is down is erased around the first attempt: the
-/// retry that succeeds carries nothing personal whenever the erasure came.
+/// retry that succeeds carries nothing personal whenever the erasure came (and, merged
+/// instead, what the first attempt carried).
 async fn erasure_reaches_a_waiting_event(app: &TestApp, when: Erased) {
     let (receiver, base) = Receiver::start().await;
     let (id, _) = register(app, &format!("{base}/later"), Some(&["customer.created", "customer.updated"])).await;
@@ -449,7 +453,12 @@ async fn erasure_reaches_a_waiting_event(app: &TestApp, when: Erased) {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
-    post_ok(app, "/api/v1/customer/delete", json!({ "cuRefNo": cu })).await;
+    if when == Erased::MergedAfterTheAttempt {
+        let primary = app.create(&app.keys.prod, "primary@example.com").await["cuRefNo"].as_str().unwrap().to_owned();
+        post_ok(app, "/api/v1/customer/merge", json!({ "primaryCuRefNo": primary, "duplicateCuRefNo": cu })).await;
+    } else {
+        post_ok(app, "/api/v1/customer/delete", json!({ "cuRefNo": cu })).await;
+    }
     if when == Erased::BeforeTheBodyWasKept {
         let kept = first[0].body.replace('\'', "''");
         let updated =
@@ -460,9 +469,16 @@ async fn erasure_reaches_a_waiting_event(app: &TestApp, when: Erased) {
     if let Some(gate) = gate {
         gate.close();
     }
-    let accepted = |r: &Received| r.status == 200 && r.json()["type"] == "customer.created";
+    let accepted = |r: &Received| {
+        r.status == 200 && r.json()["type"] == "customer.created" && r.json()["data"]["cuRefNo"] == cu.as_str()
+    };
     let got = receiver.wait_for(Duration::from_secs(15), "the delivery", |got| got.iter().any(accepted)).await;
     let delivered = got.iter().find(|r| accepted(r)).unwrap();
+    if when == Erased::MergedAfterTheAttempt {
+        assert_eq!(delivered.body, first[0].body, "a retry sends what was sent");
+        worker.abort();
+        return;
+    }
     assert_eq!(delivered.json()["data"], json!({ "cuRefNo": cu }), "nothing personal after erasure");
     assert!(!delivered.body.contains("private@"), "{}", delivered.body);
     worker.abort();
@@ -481,6 +497,10 @@ backend_test!(erasure_reaches_events_waiting_in_the_outbox, |app| {
 
 backend_test!(erasure_during_an_attempt_reaches_its_retry, |app| {
     erasure_reaches_a_waiting_event(&app, Erased::DuringTheAttempt).await;
+});
+
+backend_test!(a_merge_keeps_the_body_a_retry_sends, |app| {
+    erasure_reaches_a_waiting_event(&app, Erased::MergedAfterTheAttempt).await;
 });
 
 backend_test!(a_body_kept_across_an_erasure_is_not_sent, |app| {

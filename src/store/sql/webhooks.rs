@@ -73,12 +73,15 @@ const CLAIMED_FIELDS: &[(&str, &str)] = &[("space_id", "bigint"), ("id", "bigint
 /// what sending them needs. A body kept from an earlier attempt is not sent once either
 /// customer of the event is erased: an attempt recorded while the erasure was still
 /// uncommitted kept it after the erasure's trigger had dropped the bodies it could see.
+/// A merge leaves the duplicate erased too, but naming its primary, and keeps the bodies
+/// as the trigger does: its retries send what was sent.
 static CLAIMED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "select d.space_id, d.id, d.endpoint_id, w.url, w.secret, d.event_id, e.type as event_type, \
          e.created_at as event_at, s.mode, e.customer_id, c.cu_ref_no, c.erased_at is not null as erased, \
          e.other_id, o.cu_ref_no as other_cu_ref_no, \
-         case when c.erased_at is null and o.erased_at is null then d.body end as body, d.attempts, d.created_at \
+         case when (c.erased_at is null or c.merged_into is not null) \
+         and (o.erased_at is null or o.merged_into is not null) then d.body end as body, d.attempts, d.created_at \
          from {} cross join webhook_deliveries d \
          join webhook_endpoints w on w.space_id = d.space_id and w.id = d.endpoint_id \
          join webhook_events e on e.space_id = d.space_id and e.id = d.event_id \
@@ -98,7 +101,8 @@ const RETRY_LATER: &str = "update webhook_deliveries set next_attempt_at = $3, \
      body = case when exists (select 1 from webhook_events e \
      join customers c on c.space_id = e.space_id and c.id = e.customer_id \
      left join customers o on o.space_id = e.space_id and o.id = e.other_id \
-     where e.space_id = $1 and e.id = $5 and (c.erased_at is not null or o.erased_at is not null)) \
+     where e.space_id = $1 and e.id = $5 and (c.erased_at is not null and c.merged_into is null \
+     or o.erased_at is not null and o.merged_into is null)) \
      then null else coalesce(body, $4) end \
      where space_id = $1 and id = $2";
 
