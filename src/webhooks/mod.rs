@@ -8,8 +8,8 @@
 //! the endpoint's `Retry-After`) until `retry_for` has passed since the event. A failed
 //! attempt's body is kept with its outcome, so every retry sends what the first attempt
 //! sent (an attempt cut off before its outcome is recorded renders anew); a delivered
-//! one costs no write of its body. Once the event's customer is erased, no kept body is
-//! sent or kept: the next attempt renders the cuRefNo alone.
+//! one costs no write of its body. Once a customer of the event is erased (not merged), no
+//! kept body is sent or kept: the next attempt renders the cuRefNo alone.
 //!
 //! At least once, in order per customer: a customer's next event to an endpoint waits
 //! until the previous one is delivered or given up. Several processes may run workers on

@@ -476,11 +476,10 @@ async fn erasure_reaches_a_waiting_event(app: &TestApp, when: Erased) {
     let delivered = got.iter().find(|r| accepted(r)).unwrap();
     if when == Erased::MergedAfterTheAttempt {
         assert_eq!(delivered.body, first[0].body, "a retry sends what was sent");
-        worker.abort();
-        return;
+    } else {
+        assert_eq!(delivered.json()["data"], json!({ "cuRefNo": cu }), "nothing personal after erasure");
+        assert!(!delivered.body.contains("private@"), "{}", delivered.body);
     }
-    assert_eq!(delivered.json()["data"], json!({ "cuRefNo": cu }), "nothing personal after erasure");
-    assert!(!delivered.body.contains("private@"), "{}", delivered.body);
     worker.abort();
 }
 

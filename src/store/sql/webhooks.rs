@@ -69,6 +69,12 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 
 const CLAIMED_FIELDS: &[(&str, &str)] = &[("space_id", "bigint"), ("id", "bigint")];
 
+/// An event's customer `c`, or its other customer `o` (absent: null columns), erased
+/// outright rather than merged: what the erasure's trigger drops kept bodies for. Never
+/// null, and parenthesised, so it can be negated or joined to other conditions as it is.
+const ERASED_OUTRIGHT: &str =
+    "(c.erased_at is not null and c.merged_into is null or o.erased_at is not null and o.merged_into is null)";
+
 /// The claimed deliveries (rows of `{space_id, id}`, each found by its primary key), with
 /// what sending them needs. A body kept from an earlier attempt is not sent once either
 /// customer of the event is erased: an attempt recorded while the erasure was still
@@ -80,8 +86,7 @@ static CLAIMED: LazyLock<String> = LazyLock::new(|| {
         "select d.space_id, d.id, d.endpoint_id, w.url, w.secret, d.event_id, e.type as event_type, \
          e.created_at as event_at, s.mode, e.customer_id, c.cu_ref_no, c.erased_at is not null as erased, \
          e.other_id, o.cu_ref_no as other_cu_ref_no, \
-         case when (c.erased_at is null or c.merged_into is not null) \
-         and (o.erased_at is null or o.merged_into is not null) then d.body end as body, d.attempts, d.created_at \
+         case when not {} then d.body end as body, d.attempts, d.created_at \
          from {} cross join webhook_deliveries d \
          join webhook_endpoints w on w.space_id = d.space_id and w.id = d.endpoint_id \
          join webhook_events e on e.space_id = d.space_id and e.id = d.event_id \
@@ -89,6 +94,7 @@ static CLAIMED: LazyLock<String> = LazyLock::new(|| {
          join customers c on c.space_id = e.space_id and c.id = e.customer_id \
          left join customers o on o.space_id = e.space_id and o.id = e.other_id \
          where d.space_id = x.space_id and d.id = x.id order by d.next_attempt_at, d.id",
+        ERASED_OUTRIGHT,
         rows(1, CLAIMED_FIELDS)
     )
 });
@@ -97,14 +103,17 @@ static CLAIMED: LazyLock<String> = LazyLock::new(|| {
 /// the retry sends the same bytes; but no body is kept for an event (`$5`) whose customer
 /// was erased while the attempt was in flight, and a body an earlier attempt kept past
 /// an erasure (see `CLAIMED`) is dropped.
-const RETRY_LATER: &str = "update webhook_deliveries set next_attempt_at = $3, \
-     body = case when exists (select 1 from webhook_events e \
-     join customers c on c.space_id = e.space_id and c.id = e.customer_id \
-     left join customers o on o.space_id = e.space_id and o.id = e.other_id \
-     where e.space_id = $1 and e.id = $5 and (c.erased_at is not null and c.merged_into is null \
-     or o.erased_at is not null and o.merged_into is null)) \
-     then null else coalesce(body, $4) end \
-     where space_id = $1 and id = $2";
+static RETRY_LATER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "update webhook_deliveries set next_attempt_at = $3, \
+         body = case when exists (select 1 from webhook_events e \
+         join customers c on c.space_id = e.space_id and c.id = e.customer_id \
+         left join customers o on o.space_id = e.space_id and o.id = e.other_id \
+         where e.space_id = $1 and e.id = $5 and {ERASED_OUTRIGHT}) \
+         then null else coalesce(body, $4) end \
+         where space_id = $1 and id = $2"
+    )
+});
 
 #[derive(sqlx::FromRow)]
 struct DueRow {
@@ -351,7 +360,7 @@ impl WebhookStore for SqlStore {
                 .await?;
             }
             AttemptOutcome::Retry(at) => {
-                sqlx::query(RETRY_LATER)
+                sqlx::query(&RETRY_LATER)
                     .bind(space)
                     .bind(id)
                     .bind(*at)
