@@ -16,7 +16,7 @@ use tokio::sync::mpsc::Receiver;
 use crate::contacts::{ContactBody, ContactError, ContactSettings};
 use crate::fields::malformed;
 use crate::normalize::Region;
-use crate::store::{ContactWrite, DynStore, SpaceId, StoreError};
+use crate::store::{BatchKeys, ContactWrite, DynStore, ImportTicket, SpaceId, StoreError};
 
 /// Batches the reader may hold ready beyond the one being written.
 pub const READ_AHEAD: usize = 2;
@@ -87,12 +87,23 @@ pub struct Importer {
     /// The next message, taken from the reader and prepared while the batch before it was
     /// written.
     ahead: Option<Prepared>,
+    /// The next batch, begun while the one before it was written.
+    begun: Option<Begun>,
     read: Arc<AtomicU64>,
     summary: Summary,
+    /// Batches begun while the one before them was written.
+    begun_beside: u64,
 }
 
 /// An item read and turned into a write, or the reason it cannot be one.
 type PreparedItem = (u64, Result<ContactWrite, ContactError>);
+
+/// A batch handed to the store: the results of its items so far (those that failed
+/// validation, and places for the written ones), and the batch being written.
+struct Begun {
+    results: Vec<ItemResult>,
+    ticket: ImportTicket,
+}
 
 /// A message of the reader with its items prepared.
 enum Prepared {
@@ -134,7 +145,17 @@ impl Importer {
         let read = Arc::new(AtomicU64::new(0));
         let input = CountingReader::new(input, read.clone()).with_limit(settings.import_limits.max_bytes);
         let rx = reader::spawn_reader(input, settings.import_batch, READ_AHEAD);
-        Importer { store, space, settings, rx: Some(rx), ahead: None, read, summary: Summary::default() }
+        Importer {
+            store,
+            space,
+            settings,
+            rx: Some(rx),
+            ahead: None,
+            begun: None,
+            read,
+            summary: Summary::default(),
+            begun_beside: 0,
+        }
     }
 
     /// Bytes of the input read so far.
@@ -145,6 +166,9 @@ impl Importer {
     /// The results of the next batch, in order; `None` once the input has ended or the
     /// import has stopped (see `summary`).
     pub async fn next(&mut self) -> Option<Vec<ItemResult>> {
+        if let Some(begun) = self.begun.take() {
+            return Some(self.finish(begun).await);
+        }
         let prepared = match self.ahead.take() {
             Some(prepared) => Some(prepared),
             None => {
@@ -153,7 +177,10 @@ impl Importer {
             }
         };
         match prepared {
-            Some(Prepared::Batch(items)) => Some(self.apply(items).await),
+            Some(Prepared::Batch(items)) => {
+                let begun = self.begin(items);
+                Some(self.finish(begun).await)
+            }
             Some(Prepared::End(end)) => {
                 let limit = self.settings.import_limits.max_bytes;
                 match end {
@@ -175,15 +202,22 @@ impl Importer {
         &self.summary
     }
 
+    /// How many batches were begun while the one before them was written.
+    pub fn batches_begun_beside(&self) -> u64 {
+        self.begun_beside
+    }
+
     fn stop(&mut self, stop: Stop) {
         self.summary.complete = false;
         self.summary.stop = Some(stop);
-        // Dropping the receiver stops the reader.
+        // Dropping the receiver stops the reader; a batch begun ahead is rolled back.
         self.rx = None;
         self.ahead = None;
+        self.begun = None;
     }
 
-    async fn apply(&mut self, mut items: Vec<PreparedItem>) -> Vec<ItemResult> {
+    /// Takes as many of `items` as the limits admit, and hands their writes to the store.
+    fn begin(&mut self, mut items: Vec<PreparedItem>) -> Begun {
         let limits = self.settings.import_limits;
         let room = limits.max_items.saturating_sub(self.summary.items);
         if items.len() as u64 > room {
@@ -210,21 +244,54 @@ impl Importer {
             };
             results.push(ItemResult { index, outcome });
         }
-        // The next batch, if the reader has it ready, is prepared on the blocking pool
-        // while this one is written.
+        Begun { results, ticket: self.store.start_import(self.space, writes) }
+    }
+
+    /// Whether the limits take every one of `items`, and go on after them, even if every
+    /// item of the batch `before` (being written) fails: then the limits decide the same
+    /// before and after that batch's outcome is known.
+    fn admits_all(&self, items: &[PreparedItem], before: &Begun) -> bool {
+        let limits = self.settings.import_limits;
+        let invalid = items.iter().filter(|(_, w)| w.is_err()).count() as u64;
+        let seen = self.summary.items + before.results.len() as u64;
+        let failed = self.summary.failed + before.results.len() as u64;
+        seen + items.len() as u64 <= limits.max_items && failed + invalid < limits.max_failed
+    }
+
+    /// Waits for the batch `begun` to be written and committed, and gives its results.
+    /// Meanwhile the next batch, if the reader has it ready, is prepared on the blocking
+    /// pool, and begun beside this one when the limits take it whole and its items name
+    /// none of the keys of this batch's rows (`BatchKeys`): two transactions, and the
+    /// database's work on each, overlap. It commits once this one has.
+    async fn finish(&mut self, mut begun: Begun) -> Vec<ItemResult> {
         let region = self.settings.phone_region;
         let ahead = self
             .rx
             .as_mut()
             .and_then(|rx| rx.try_recv().ok())
             .map(|message| tokio::task::spawn_blocking(move || prepare(message, region)));
-        let written = self.store.import_contacts(self.space, &writes).await;
         if let Some(handle) = ahead {
             match handle.await {
+                Ok(Prepared::Batch(items)) if self.admits_all(&items, &begun) => {
+                    let independent = match begun.ticket.keys().await {
+                        Some(keys) => {
+                            BatchKeys::of(items.iter().filter_map(|(_, w)| w.as_ref().ok())).is_disjoint(keys)
+                        }
+                        None => false,
+                    };
+                    if independent {
+                        self.begun = Some(self.begin(items));
+                        self.begun_beside += 1;
+                    } else {
+                        self.ahead = Some(Prepared::Batch(items));
+                    }
+                }
                 Ok(prepared) => self.ahead = Some(prepared),
                 Err(e) => self.stop(Stop::Internal(format!("preparing the next batch failed: {e}"))),
             }
         }
+        let Begun { mut results, ticket } = begun;
+        let written = self.store.finish_import(self.space, ticket).await;
         match written {
             Ok(written) => {
                 let mut written = written.into_iter();
@@ -250,6 +317,7 @@ impl Importer {
                 }
             }
         }
+        let limits = self.settings.import_limits;
         let (mut created, mut updated, mut refused) = (0, 0, 0);
         for r in &results {
             match &r.outcome {
@@ -265,6 +333,10 @@ impl Importer {
         crate::telemetry::import_items(created, updated, refused);
         if self.summary.failed >= limits.max_failed && self.summary.stop.is_none() {
             self.stop(Stop::TooManyErrors(limits.max_failed));
+        }
+        // This batch is committed, and the import goes on: the next one may commit too.
+        if let Some(next) = &mut self.begun {
+            next.ticket.commit_when_written();
         }
         results
     }

@@ -285,11 +285,12 @@ pub trait ContactStore: Send + Sync {
     ) -> StoreResult<Result<(bool, Profile), ContactRefusal>>;
     /// Writes many contacts in one transaction, one result per item in order. If the
     /// batch hits a conflicting concurrent write, it is redone one item per transaction.
-    async fn import_contacts(
-        &self,
-        space: SpaceId,
-        writes: &[ContactWrite],
-    ) -> StoreResult<Vec<Result<Written, ContactRefusal>>>;
+    async fn import_contacts(&self, space: SpaceId, writes: &[ContactWrite]) -> StoreResult<ImportResults>;
+    /// Begins writing `writes` as one import batch beside the caller (see `ImportTicket`).
+    fn start_import(&self, space: SpaceId, writes: Vec<ContactWrite>) -> ImportTicket;
+    /// Commits a batch begun by `start_import` and gives its results as `import_contacts`
+    /// does, redoing it the same way if it met a conflicting concurrent write.
+    async fn finish_import(&self, space: SpaceId, ticket: ImportTicket) -> StoreResult<ImportResults>;
     /// Appends to the customer's credit ledger and returns the new balance.
     async fn add_credit(&self, space: SpaceId, credit: &CreditAdd) -> StoreResult<CreditOutcome>;
     /// Erases the customer's personal data everywhere and ends its sessions; the cuRefNo

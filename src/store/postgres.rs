@@ -34,6 +34,19 @@ mod dialect {
     /// The create upsert and the profile fit one statement (a data-modifying CTE).
     pub const CREATE_RETURNS_PROFILE: bool = true;
 
+    /// Import batches with no key in common are written side by side, each in its own
+    /// transaction: row locks keep them apart.
+    pub const CONCURRENT_IMPORTS: bool = true;
+
+    /// A new customer's id: drawn ahead (`DRAW_CUSTOMER_IDS`), else by the insert. Ids are
+    /// generated always, so an insert that gives them says so (`GIVEN_IDS`).
+    pub const NEW_CUSTOMER_ID: &str = "coalesce(x.id, nextval(pg_get_serial_sequence('customers', 'id')))";
+    pub const GIVEN_IDS: &str = " overriding system value";
+
+    /// `$1` ids for new customers, drawn from their sequence in one round trip.
+    pub const DRAW_CUSTOMER_IDS: Option<&str> =
+        Some("select nextval(pg_get_serial_sequence('customers', 'id')) from generate_series(1, $1)");
+
     /// The strings, and the ids, in the JSON array bound to `$?` (the batch writes' lists).
     pub const TEXT_LIST: &str = "select jsonb_array_elements_text($?::jsonb) as value";
     pub const ID_LIST: &str = "select jsonb_array_elements_text($?::jsonb)::bigint as value";

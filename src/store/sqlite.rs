@@ -34,6 +34,16 @@ mod dialect {
     /// A CTE cannot hold an upsert here: the profile is read by a second statement.
     pub const CREATE_RETURNS_PROFILE: bool = false;
 
+    /// One write transaction at a time: an import batch begins after the one before it
+    /// commits.
+    pub const CONCURRENT_IMPORTS: bool = false;
+
+    /// A new customer's id: the next rowid, as a null id is given. Batches are written one
+    /// after another, so their ids follow their order without drawing them ahead.
+    pub const NEW_CUSTOMER_ID: &str = "x.id";
+    pub const GIVEN_IDS: &str = "";
+    pub const DRAW_CUSTOMER_IDS: Option<&str> = None;
+
     /// The strings, and the ids, in the JSON array bound to `$?` (the batch writes' lists).
     pub const TEXT_LIST: &str = "select value from json_each($?)";
     pub const ID_LIST: &str = "select value from json_each($?)";

@@ -2,10 +2,14 @@
 //! to. Every refusal of a write is decided before its first statement, so a refused item
 //! leaves nothing behind, even inside an import batch's transaction.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use tokio::sync::oneshot;
 
-use super::{Address, Group};
+use super::{Address, Group, StoreResult};
 use crate::normalize::{ClientIp, CuRefNo, Email, Phone};
 
 /// A field of a write: not given (`None`, kept as stored) or given (`Some(None)` clears).
@@ -49,6 +53,80 @@ pub struct ContactWrite {
     /// The cuRefNo a created contact gets instead of a fresh one: the demo seed's
     /// published numbers. Never set from client input.
     pub new_cu_ref_no: Option<CuRefNo>,
+}
+
+/// What a key of a contact names: rows are found and kept unique by these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    CuRefNo,
+    /// A canonical address, own or alternate: a lookup by address finds both.
+    Email,
+    /// A number, own or alternate, likewise.
+    Phone,
+    PartnerId,
+    /// A subscription's external id.
+    Subscription,
+    Group,
+}
+
+impl ContactWrite {
+    /// Every key the write finds rows by (`lookup`: true) or writes rows under (false: its
+    /// alternates, a cuRefNo it is given to create).
+    pub fn keys<'a>(&'a self, mut key: impl FnMut(KeyKind, &'a str, bool)) {
+        for cu in [&self.cu_ref_no, self.referral.as_ref().unwrap_or(&None)].into_iter().flatten() {
+            key(KeyKind::CuRefNo, cu.as_str(), true);
+        }
+        if let Some(cu) = &self.new_cu_ref_no {
+            key(KeyKind::CuRefNo, cu.as_str(), false);
+        }
+        if let Some(Some(p)) = &self.partner_customer_id {
+            key(KeyKind::PartnerId, p, true);
+        }
+        if let Some(e) = &self.email {
+            key(KeyKind::Email, e.canonical(), true);
+        }
+        for e in self.alternate_emails.iter().flatten() {
+            key(KeyKind::Email, e.canonical(), false);
+        }
+        if let Some(p) = &self.phone {
+            key(KeyKind::Phone, p.as_str(), true);
+        }
+        for p in self.alternate_phones.iter().flatten() {
+            key(KeyKind::Phone, p.as_str(), false);
+        }
+        for s in &self.subscriptions {
+            key(KeyKind::Subscription, &s.external_id, true);
+        }
+        for g in self.groups.iter().flatten() {
+            key(KeyKind::Group, &g.slug, true);
+        }
+    }
+}
+
+/// A set of keys (`KeyKind`), of the items of an import batch or of the rows one holds.
+/// Two batches are independent when the keys of one's items are none of the keys of the
+/// other's rows: neither finds, locks or writes a row the other does, so they may be
+/// written side by side and give what one after the other would.
+#[derive(Debug, Default)]
+pub struct BatchKeys(HashSet<(KeyKind, String)>);
+
+impl BatchKeys {
+    /// The keys of `writes`' items.
+    pub fn of<'a>(writes: impl IntoIterator<Item = &'a ContactWrite>) -> Self {
+        let mut keys = Self::default();
+        for w in writes {
+            w.keys(|kind, value, _| keys.insert(kind, value));
+        }
+        keys
+    }
+
+    pub fn insert(&mut self, kind: KeyKind, value: &str) {
+        self.0.insert((kind, value.to_owned()));
+    }
+
+    pub fn is_disjoint(&self, other: &BatchKeys) -> bool {
+        self.0.is_disjoint(&other.0)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +254,41 @@ pub enum MergeRefusal {
     /// The merged profile would hold more than one of `profile_limits` allows.
     OverLimit(ProfileLimit),
 }
+
+/// An import batch begun by `ContactStore::start_import`. A task of its own reads,
+/// decides and writes the batch in one transaction, then waits: `finish_import` commits
+/// it, and dropping the ticket first rolls it back.
+pub struct ImportTicket {
+    pub(crate) writes: Arc<Vec<ContactWrite>>,
+    pub(crate) keys: Option<oneshot::Receiver<BatchKeys>>,
+    pub(crate) decided_keys: Option<BatchKeys>,
+    pub(crate) commit: Option<oneshot::Sender<()>>,
+    /// The results, or `None` if the ticket was dropped before the batch was written.
+    pub(crate) done: oneshot::Receiver<StoreResult<Option<ImportResults>>>,
+}
+
+impl ImportTicket {
+    /// The keys of every row the batch holds (`BatchKeys`), once its items are decided:
+    /// a batch whose items name none of them may begin before this one is committed.
+    /// `None` where the backend writes one transaction at a time, or the batch failed.
+    pub async fn keys(&mut self) -> Option<&BatchKeys> {
+        if let Some(rx) = self.keys.take() {
+            self.decided_keys = rx.await.ok();
+        }
+        self.decided_keys.as_ref()
+    }
+
+    /// Lets the batch commit as soon as it is written, without waiting for
+    /// `finish_import`.
+    pub fn commit_when_written(&mut self) {
+        if let Some(commit) = self.commit.take() {
+            let _ = commit.send(());
+        }
+    }
+}
+
+/// An import batch's results, one per item in order.
+pub type ImportResults = Vec<Result<Written, ContactRefusal>>;
 
 /// A contact written by an import.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -506,20 +506,33 @@ impl Rng {
 
 /// One random create-or-update over small pools of addresses, numbers, groups and
 /// subscriptions, so items keep meeting each other's contacts.
-fn random_item(rng: &mut Rng) -> Value {
+///
+/// With `spread` above 1, each address, number and subscription comes in `spread` kinds
+/// (`3a@example.com`, `+420 777 003 001`, `s1-3`), so that items meet less often.
+fn random_item(rng: &mut Rng, spread: usize) -> Value {
     const EMAILS: &[&str] =
         &["a@example.com", "B@example.com", "c@example.com", "d@example.com", "e@example.com", "f@example.com"];
     const PHONES: &[&str] = &["+420 777 000 001", "+420 777 000 002", "+420 777 000 003", "+420 777 000 004"];
+    fn one_of(rng: &mut Rng, list: &[&str], spread: usize, kind: fn(&str, usize) -> String) -> String {
+        let base = rng.pick(list);
+        if spread > 1 {
+            kind(base, rng.below(spread))
+        } else {
+            base.to_owned()
+        }
+    }
+    let email = |rng: &mut Rng| one_of(rng, EMAILS, spread, |e, k| format!("{k}{e}"));
+    let phone = |rng: &mut Rng| one_of(rng, PHONES, spread, |p, k| p.replacen("000", &format!("{k:03}"), 1));
     const NAMES: &[&str] = &["ana", "Bob", "Cyril", ""];
     const GROUPS: &[&str] = &["Gold", "Silver", "Bronze", "gold"];
     const EXTERNAL: &[&str] = &["s1", "s2", "s3", "s4"];
     const STATUS: &[&str] = &["active", "paused", "cancelled", "expired"];
     let mut item = serde_json::Map::new();
     if rng.chance(70) {
-        item.insert("email".into(), json!(rng.pick(EMAILS)));
+        item.insert("email".into(), json!(email(rng)));
     }
     if rng.chance(50) {
-        item.insert("phone".into(), json!(rng.pick(PHONES)));
+        item.insert("phone".into(), json!(phone(rng)));
     }
     for (field, percent) in [
         ("firstName", 40),
@@ -540,11 +553,11 @@ fn random_item(rng: &mut Rng) -> Value {
     }
     if rng.chance(25) {
         let n = rng.below(3);
-        item.insert("alternateEmails".into(), json!((0..n).map(|_| rng.pick(EMAILS)).collect::<Vec<_>>()));
+        item.insert("alternateEmails".into(), json!((0..n).map(|_| email(rng)).collect::<Vec<_>>()));
     }
     if rng.chance(20) {
         let n = rng.below(3);
-        item.insert("alternatePhones".into(), json!((0..n).map(|_| rng.pick(PHONES)).collect::<Vec<_>>()));
+        item.insert("alternatePhones".into(), json!((0..n).map(|_| phone(rng)).collect::<Vec<_>>()));
     }
     if rng.chance(30) {
         let n = rng.below(3);
@@ -570,7 +583,7 @@ fn random_item(rng: &mut Rng) -> Value {
     if rng.chance(25) {
         let subscriptions: Vec<Value> = (0..1 + rng.below(2))
             .map(|_| {
-                let mut s = json!({ "externalId": rng.pick(EXTERNAL) });
+                let mut s = json!({ "externalId": one_of(rng, EXTERNAL, spread, |s, k| format!("{s}-{k}")) });
                 if rng.chance(50) {
                     s["status"] = json!(rng.pick(STATUS));
                 }
@@ -607,43 +620,149 @@ fn outcome(r: &Value) -> Value {
     }
 }
 
-backend_test!(a_random_batch_imports_as_its_items_one_by_one, |app| {
+/// Writes `items` one create-or-update at a time into organisation `other`'s live space
+/// (`key`), and checks that `results`, of the same items imported into acme's, came to
+/// the same: each item's outcome, the same contacts written to by the same items, and
+/// the same rows.
+async fn assert_as_one_by_one(app: &TestApp, key: &str, items: &[Value], results: &[Value], seed: u64) {
     use bizkit_mirror::store::Mode;
+    let mut single = Vec::new();
+    for item in items {
+        let (status, body) = app.post(UPSERT, key, item.clone()).await;
+        assert!(status == 200 || status == 400 || status == 404, "{item} → {status} {body}");
+        single.push(body);
+    }
+    assert_eq!(results.len(), single.len(), "seed {seed:x}");
+    for (i, (batched, one)) in results.iter().zip(&single).enumerate() {
+        assert_eq!(outcome(batched), outcome(one), "seed {seed:x} item {i}: {}", items[i]);
+    }
+    let same = |list: Vec<Option<&str>>| -> Vec<Option<usize>> {
+        list.iter().map(|c| c.and_then(|c| list.iter().position(|d| *d == Some(c)))).collect()
+    };
+    assert_eq!(
+        same(results.iter().map(|r| r["cuRefNo"].as_str()).collect()),
+        same(single.iter().map(|r| r["cuRefNo"].as_str()).collect()),
+        "seed {seed:x}"
+    );
+    let live = app.store.space_of("acme", Mode::Live).await.unwrap();
+    let other = app.store.space_of("other", Mode::Live).await.unwrap();
+    let (a, b) = (app.db.space_snapshot(live).await, app.db.space_snapshot(other).await);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "seed {seed:x}, customer {i}");
+    }
+    assert_eq!(a.len(), b.len(), "seed {seed:x}");
+    assert!(app.db.profile_list_drift().await.is_empty());
+}
+
+backend_test!(a_random_batch_imports_as_its_items_one_by_one, |app| {
     // Two spaces alike: acme's, and another organisation's (its own key, its own rate limit)
     let other = support::make_keys(&app.store, "other").await;
-    let live = app.store.space_of("acme", Mode::Live).await.unwrap();
-    let sandbox = app.store.space_of("other", Mode::Live).await.unwrap();
     for seed in [0x5EED_0001_u64, 0x5EED_0002, 0x5EED_0003] {
         // Setup: the same random items for both spaces
         let mut rng = Rng(seed);
-        let items: Vec<Value> = (0..120).map(|_| random_item(&mut rng)).collect();
+        let items: Vec<Value> = (0..120).map(|_| random_item(&mut rng, 1)).collect();
         // Exec: one import (one batch) into one space, one create-or-update at a time into the other
         let imported = import_items(&app, &items).await;
-        let mut single = Vec::new();
-        for item in &items {
-            let (status, body) = app.post(UPSERT, &other.prod, item.clone()).await;
-            assert!(status == 200 || status == 400 || status == 404, "{item} → {status} {body}");
-            single.push(body);
-        }
-        // Check: the same outcome item by item, the same contacts written to by the same items
-        let results = imported["results"].as_array().unwrap();
-        for (i, (batched, one)) in results.iter().zip(&single).enumerate() {
-            assert_eq!(outcome(batched), outcome(one), "seed {seed:x} item {i}: {}", items[i]);
-        }
-        let same = |list: Vec<Option<&str>>| -> Vec<Option<usize>> {
-            list.iter().map(|c| c.and_then(|c| list.iter().position(|d| *d == Some(c)))).collect()
-        };
-        assert_eq!(
-            same(results.iter().map(|r| r["cuRefNo"].as_str()).collect()),
-            same(single.iter().map(|r| r["cuRefNo"].as_str()).collect()),
-            "seed {seed:x}"
-        );
-        // and the same rows
-        let (a, b) = (app.db.space_snapshot(live).await, app.db.space_snapshot(sandbox).await);
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert_eq!(x, y, "seed {seed:x}, customer {i}");
-        }
-        assert_eq!(a.len(), b.len(), "seed {seed:x}");
-        assert!(app.db.profile_list_drift().await.is_empty());
+        // Check
+        assert_as_one_by_one(&app, &other.prod, &items, imported["results"].as_array().unwrap(), seed).await;
+    }
+});
+
+/// Imports `items` into acme's live space through the importer, `batch` items a batch:
+/// the results as the HTTP import gives them, and how many batches were begun while the
+/// one before them was written.
+async fn import_in_batches(app: &TestApp, items: &[Value], batch: usize) -> (Vec<Value>, u64) {
+    use bizkit_mirror::contacts::ContactSettings;
+    use bizkit_mirror::import::Importer;
+    use bizkit_mirror::store::Mode;
+    let live = app.store.space_of("acme", Mode::Live).await.unwrap();
+    let settings = ContactSettings { import_batch: batch, ..Default::default() };
+    let body: String = items.iter().map(|i| format!("{i}\n")).collect();
+    let mut importer = Importer::start(app.store.clone(), live, settings, std::io::Cursor::new(body.into_bytes()));
+    let mut results = Vec::new();
+    while let Some(batch) = importer.next().await {
+        results.extend(batch.iter().map(bizkit_mirror::http::import::item_json));
+    }
+    assert!(importer.summary().complete, "{:?}", importer.summary());
+    (results, importer.batches_begun_beside())
+}
+
+/// Whether `app` runs on PostgreSQL, where independent batches are written side by side.
+fn side_by_side(app: &TestApp) -> bool {
+    app.db.url.starts_with("postgres")
+}
+
+backend_test!(a_batch_sees_what_the_batch_before_it_changed, |app| {
+    // Setup: batches of two, each pair of batches one way a batch can change what the
+    // next one finds, beside an item of its own
+    let other = support::make_keys(&app.store, "other").await;
+    let item = |n: usize| json!({ "email": format!("filler{n}@example.com") });
+    let pairs = [
+        // a number moved to another: the old one finds nobody
+        (
+            json!({ "email": "c1@example.com", "phone": "+420 777 100 002" }),
+            json!({ "phone": "+420 777 100 001", "firstName": "Moved" }),
+        ),
+        // an alternate address added: it finds its contact
+        (
+            json!({ "email": "c2@example.com", "alternateEmails": ["alt@example.com"] }),
+            json!({ "email": "alt@example.com", "lastName": "Alt" }),
+        ),
+        // a subscription written: another contact cannot take it
+        (
+            json!({ "email": "c3@example.com", "subscriptions": [{ "externalId": "sx" }] }),
+            json!({ "email": "c4@example.com", "subscriptions": [{ "externalId": "sx" }] }),
+        ),
+        // a group created: the next batch joins it
+        (
+            json!({ "email": "c5@example.com", "groups": ["Fresh"] }),
+            json!({ "email": "c6@example.com", "groups": ["Fresh"] }),
+        ),
+        // an address replaced through the partner's id: the old one finds nobody
+        (
+            json!({ "partnerCustomerId": "p1", "email": "new@example.com" }),
+            json!({ "email": "old@example.com", "firstName": "Old" }),
+        ),
+    ];
+    let mut items = vec![
+        json!({ "email": "c1@example.com", "phone": "+420 777 100 001" }),
+        json!({ "email": "c2@example.com" }),
+        json!({ "partnerCustomerId": "p1", "email": "old@example.com" }),
+        item(0),
+    ];
+    for (n, (first, second)) in pairs.into_iter().enumerate() {
+        items.extend([first, item(2 * n + 1), second, item(2 * n + 2)]);
+    }
+    // Exec
+    let (results, beside) = import_in_batches(&app, &items, 2).await;
+    // Check: as one by one, and the fillers' batches were begun beside another
+    assert_as_one_by_one(&app, &other.prod, &items, &results, 0).await;
+    assert_eq!(results[6]["newAccount"], true, "the moved number's old one finds nobody: {}", results[6]);
+    if side_by_side(&app) {
+        assert!(beside > 0);
+    } else {
+        assert_eq!(beside, 0);
+    }
+});
+
+backend_test!(batches_written_side_by_side_import_as_one_after_another, |app| {
+    // Setup: small batches of random items that now and then meet those of the batch
+    // before (an address, a number, a subscription, a group they create), and mostly not
+    let other = support::make_keys(&app.store, "other").await;
+    let mut beside = 0;
+    for seed in [0x5EED_0011_u64, 0x5EED_0012, 0x5EED_0013] {
+        let mut rng = Rng(seed);
+        let items: Vec<Value> = (0..150).map(|_| random_item(&mut rng, 8)).collect();
+        // Exec: the import, a batch of three at a time
+        let (results, begun) = import_in_batches(&app, &items, 3).await;
+        beside += begun;
+        // Check: as the same items one by one
+        assert_as_one_by_one(&app, &other.prod, &items, &results, seed).await;
+    }
+    // PostgreSQL wrote batches side by side; SQLite, one write transaction at a time, never
+    if side_by_side(&app) {
+        assert!(beside >= 30, "{beside} batches begun beside another");
+    } else {
+        assert_eq!(beside, 0);
     }
 });

@@ -5,12 +5,17 @@ use async_trait::async_trait;
 
 use std::sync::atomic::Ordering;
 
-use super::batch::{write_batch, BatchResult};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::batch::{decide_batch, write_batch, write_decided};
+use super::pool::{self, Tx};
 use super::{dialect, lock_customer, profile_by_id, retrying, SqlStore, CU_REF_NO_ATTEMPTS};
 use crate::normalize::CuRefNo;
 use crate::store::{
-    now, ContactRefusal, ContactStore, ContactWrite, CreditAdd, CreditOutcome, Merge, MergeRefusal, Profile, SpaceId,
-    StoreError, StoreResult, Written, IDEMPOTENCY_KEY_LIFETIME,
+    now, BatchKeys, ContactRefusal, ContactStore, ContactWrite, CreditAdd, CreditOutcome, ImportResults, ImportTicket,
+    Merge, MergeRefusal, Profile, SpaceId, StoreError, StoreResult, Written, IDEMPOTENCY_KEY_LIFETIME,
 };
 
 /// Every row holding the erased customer's personal data, by customer id (`$2`), removed
@@ -78,38 +83,52 @@ impl ContactStore for SqlStore {
         }
     }
 
-    async fn import_contacts(
-        &self,
-        space: SpaceId,
-        writes: &[ContactWrite],
-    ) -> StoreResult<Vec<Result<Written, ContactRefusal>>> {
-        let written = match self.import_batch(space, writes).await {
-            Err(StoreError::Conflict(_) | StoreError::Aborted(_)) => None,
-            other => Some(other?),
-        };
-        let mut out: Vec<Result<Written, ContactRefusal>> = match written {
-            Some(written) => written
-                .into_iter()
-                .map(|r| r.map(|(new_account, _, cu_ref_no)| Written { new_account, cu_ref_no }))
-                .collect(),
-            None => {
-                // A concurrent writer took an address, number or subscription the batch was
-                // writing, or the database aborted the batch: redo the items one by one (each
-                // a batch of one), each retrying on its own.
-                let mut out = Vec::with_capacity(writes.len());
-                for write in writes {
-                    let written = self.upsert_contact(space, write).await?;
-                    out.push(
-                        written.map(|(new_account, profile)| Written { new_account, cu_ref_no: profile.cu_ref_no }),
-                    );
+    async fn import_contacts(&self, space: SpaceId, writes: &[ContactWrite]) -> StoreResult<ImportResults> {
+        let ticket = self.start_import(space, writes.to_vec());
+        self.finish_import(space, ticket).await
+    }
+
+    fn start_import(&self, space: SpaceId, writes: Vec<ContactWrite>) -> ImportTicket {
+        let writes = Arc::new(writes);
+        let (keys_tx, keys) = oneshot::channel();
+        let (commit, commit_rx) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel();
+        let (pool, batch) = (self.pool.clone(), writes.clone());
+        tokio::spawn(async move {
+            let outcome = async {
+                let now = now();
+                let mut tx = Tx::begin(pool::Conn::take(&pool).await?, dialect::BEGIN_WRITE).await?;
+                let mut keys = dialect::CONCURRENT_IMPORTS.then(BatchKeys::default);
+                let decided = decide_batch(&mut tx, space, &batch, now, keys.as_mut()).await?;
+                // Told now, so the next batch may begin while this one writes; or never.
+                match keys {
+                    Some(keys) => drop(keys_tx.send(keys)),
+                    None => drop(keys_tx),
                 }
-                out
-            }
+                let written = write_decided(&mut tx, space, decided, now).await?;
+                if commit_rx.await.is_err() {
+                    // The ticket was dropped: the transaction rolls back with `tx`.
+                    return Ok(None);
+                }
+                tx.commit().await?;
+                Ok(Some(written.into_iter().map(|r| r.map(written_of)).collect()))
+            };
+            drop(done_tx.send(outcome.await));
+        });
+        ImportTicket { writes, keys: Some(keys), decided_keys: None, commit: Some(commit), done }
+    }
+
+    async fn finish_import(&self, space: SpaceId, ticket: ImportTicket) -> StoreResult<ImportResults> {
+        let mut ticket = ticket;
+        ticket.commit_when_written();
+        let ImportTicket { writes, done, .. } = ticket;
+        let written = match done.await {
+            Ok(Ok(Some(written))) => Some(written),
+            Ok(Err(StoreError::Conflict(_) | StoreError::Aborted(_))) => None,
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(None)) | Err(_) => return Err(StoreError::Other("an import batch ended uncommitted".into())),
         };
-        self.name_merged(space, writes, &mut out).await?;
-        let created = out.iter().filter(|r| r.as_ref().is_ok_and(|w| w.new_account)).count() as u64;
-        self.imported_grew(created);
-        Ok(out)
+        self.settle_import(space, &writes, written).await
     }
 
     async fn add_credit(&self, space: SpaceId, credit: &CreditAdd) -> StoreResult<CreditOutcome> {
@@ -159,13 +178,33 @@ impl SqlStore {
         Ok(())
     }
 
-    /// One import batch in one transaction.
-    async fn import_batch(&self, space: SpaceId, writes: &[ContactWrite]) -> StoreResult<Vec<BatchResult>> {
-        let now = now();
-        let mut tx = self.begin_with(dialect::BEGIN_WRITE).await?;
-        let written = write_batch(&mut tx, space, writes, now).await?;
-        tx.commit().await?;
-        Ok(written)
+    /// The results of an import batch: as `written`, or, where it met a conflicting
+    /// concurrent write (`None`: an address, number or subscription taken meanwhile, or
+    /// the database aborted it), its items redone one by one, each a batch of one
+    /// retrying on its own.
+    async fn settle_import(
+        &self,
+        space: SpaceId,
+        writes: &[ContactWrite],
+        written: Option<ImportResults>,
+    ) -> StoreResult<ImportResults> {
+        let mut out = match written {
+            Some(written) => written,
+            None => {
+                let mut out = Vec::with_capacity(writes.len());
+                for write in writes {
+                    let written = self.upsert_contact(space, write).await?;
+                    out.push(
+                        written.map(|(new_account, profile)| Written { new_account, cu_ref_no: profile.cu_ref_no }),
+                    );
+                }
+                out
+            }
+        };
+        self.name_merged(space, writes, &mut out).await?;
+        let created = out.iter().filter(|r| r.as_ref().is_ok_and(|w| w.new_account)).count() as u64;
+        self.imported_grew(created);
+        Ok(out)
     }
 
     /// Counts `created` customers more as imported, and refreshes the statistics of the
@@ -306,4 +345,9 @@ impl SqlStore {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// An import's written contact: whether it was created, and its cuRefNo.
+fn written_of((new_account, _, cu_ref_no): (bool, i64, String)) -> Written {
+    Written { new_account, cu_ref_no }
 }

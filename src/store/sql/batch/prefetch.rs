@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::super::{OwnFields, OWN_COLUMNS};
 use super::decide::{Alternate, Customer, Owner, State, Subscription};
 use super::{at, dialect, to_json, Tx};
-use crate::store::{ContactWrite, SpaceId, StoreResult};
+use crate::store::{ContactWrite, KeyKind, SpaceId, StoreResult};
 
 /// The customer columns a batch decides on and writes back.
 static CUSTOMER_COLUMNS: LazyLock<String> = LazyLock::new(|| {
@@ -103,17 +103,18 @@ pub(super) async fn prefetch(tx: &mut Tx, space: SpaceId, writes: &[ContactWrite
     let mut external_ids = HashSet::new();
     let mut slugs = HashSet::new();
     for w in writes {
-        cu_ref_nos.extend(w.cu_ref_no.as_ref().map(|c| c.as_str()));
-        if let Some(Some(cu)) = &w.referral {
-            cu_ref_nos.insert(cu.as_str());
-        }
-        emails.extend(w.email.as_ref().map(|e| e.canonical()));
-        phones.extend(w.phone.as_ref().map(|p| p.as_str()));
-        if let Some(Some(p)) = &w.partner_customer_id {
-            partner_ids.insert(p.as_str());
-        }
-        external_ids.extend(w.subscriptions.iter().map(|s| s.external_id.as_str()));
-        slugs.extend(w.groups.iter().flatten().map(|g| g.slug.as_str()));
+        w.keys(|kind, value, lookup| {
+            let set = match kind {
+                _ if !lookup => return,
+                KeyKind::CuRefNo => &mut cu_ref_nos,
+                KeyKind::Email => &mut emails,
+                KeyKind::Phone => &mut phones,
+                KeyKind::PartnerId => &mut partner_ids,
+                KeyKind::Subscription => &mut external_ids,
+                KeyKind::Group => &mut slugs,
+            };
+            set.insert(value);
+        });
     }
     let mut state = State::default();
     let rows: Vec<CustomerRow> =

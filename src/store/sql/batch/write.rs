@@ -23,22 +23,24 @@ fn json_value(name: &str) -> String {
 /// The new customers, in the order they were created; `$2` is the time.
 static INSERT_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "insert into customers (space_id, cu_ref_no, email, email_canonical, email_rules_version, phone, \
+        "insert into customers (id, space_id, cu_ref_no, email, email_canonical, email_rules_version, phone, \
          first_name, last_name, company_name, company_registration_number, tax_identification_number, premium, ban, \
          meta, profile_groups, profile_subscriptions, partner_customer_id, addresses, profile_alternates, \
          registration_ip, last_ip, created_at, updated_at, \
-         search_name, search_last_name, search_company_name, search_email, search_version) \
-         select $1, x.cu_ref_no, x.email, x.email_canonical, x.email_rules_version, x.phone, x.first_name, \
+         search_name, search_last_name, search_company_name, search_email, search_version){} \
+         select {}, $1, x.cu_ref_no, x.email, x.email_canonical, x.email_rules_version, x.phone, x.first_name, \
          x.last_name, x.company_name, x.company_registration_number, x.tax_identification_number, x.premium, x.ban, \
          {}, {}, {}, x.partner_customer_id, {}, {}, x.registration_ip, x.last_ip, $2, $2, x.search_name, \
          x.search_last_name, x.search_company_name, x.search_email, {SEARCH_RULES_VERSION} from {} \
          order by x.ord returning id, cu_ref_no",
+        dialect::GIVEN_IDS,
+        dialect::NEW_CUSTOMER_ID,
         json_value("meta"),
         json_value("profile_groups"),
         json_value("profile_subscriptions"),
         json_value("addresses"),
         json_value("profile_alternates"),
-        rows(3, CUSTOMER_FIELDS)
+        rows(3, &FIELDS_WITH_ID)
     )
 });
 
@@ -64,7 +66,7 @@ static UPDATE_CUSTOMERS: LazyLock<String> = LazyLock::new(|| {
         json_value("profile_subscriptions"),
         json_value("addresses"),
         json_value("profile_alternates"),
-        rows(3, &UPDATE_FIELDS),
+        rows(3, &FIELDS_WITH_ID),
         dialect::CUSTOMER_OF_ROW
     )
 });
@@ -97,8 +99,9 @@ const CUSTOMER_FIELDS: &[(&str, &str)] = &[
     ("search_email", "text"),
 ];
 
-/// The customer fields and its id: a changed customer.
-static UPDATE_FIELDS: LazyLock<Vec<(&str, &str)>> = LazyLock::new(|| [CUSTOMER_FIELDS, &[("id", "bigint")]].concat());
+/// The customer fields and its id: a changed customer, or a new one (its id drawn by the
+/// insert where null).
+static FIELDS_WITH_ID: LazyLock<Vec<(&str, &str)>> = LazyLock::new(|| [CUSTOMER_FIELDS, &[("id", "bigint")]].concat());
 
 const REFERRAL_FIELDS: &[(&str, &str)] = &[("id", "bigint"), ("referrer_id", "bigint")];
 
@@ -412,7 +415,7 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
     let new = state.customers.iter().filter(|c| c.new).map(|c| state.row(c)).collect::<StoreResult<Vec<_>>>()?;
     if !new.is_empty() {
         let inserted: Vec<(i64, String)> =
-            bind_rows(sqlx::query_as(&INSERT_CUSTOMERS).bind(space.0).bind(now), &new, CUSTOMER_FIELDS)?
+            bind_rows(sqlx::query_as(&INSERT_CUSTOMERS).bind(space.0).bind(now), &new, &FIELDS_WITH_ID)?
                 .fetch_all(&mut **tx)
                 .await?;
         drop(new);
@@ -435,7 +438,7 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         }
     }
     if !changed.is_empty() {
-        bind_rows(sqlx::query(&UPDATE_CUSTOMERS).bind(space.0).bind(now), &changed, &UPDATE_FIELDS)?
+        bind_rows(sqlx::query(&UPDATE_CUSTOMERS).bind(space.0).bind(now), &changed, &FIELDS_WITH_ID)?
             .execute(&mut **tx)
             .await?;
     }
