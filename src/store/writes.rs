@@ -3,6 +3,7 @@
 //! leaves nothing behind, even inside an import batch's transaction.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -107,8 +108,11 @@ impl ContactWrite {
 /// Two batches are independent when the keys of one's items are none of the keys of the
 /// other's rows: neither finds, locks or writes a row the other does, so they may be
 /// written side by side and give what one after the other would.
+///
+/// A key is kept as its 64-bit hash: two keys sharing one only make two batches look
+/// dependent, which writes them one after the other, as without the set.
 #[derive(Debug, Default)]
-pub struct BatchKeys(HashSet<(KeyKind, String)>);
+pub struct BatchKeys(HashSet<u64>);
 
 impl BatchKeys {
     /// The keys of `writes`' items.
@@ -121,7 +125,9 @@ impl BatchKeys {
     }
 
     pub fn insert(&mut self, kind: KeyKind, value: &str) {
-        self.0.insert((kind, value.to_owned()));
+        let mut hasher = std::hash::DefaultHasher::new();
+        (kind, value).hash(&mut hasher);
+        self.0.insert(hasher.finish());
     }
 
     pub fn is_disjoint(&self, other: &BatchKeys) -> bool {
