@@ -264,6 +264,8 @@ impl Importer {
     /// none of the keys of this batch's rows (`BatchKeys`): two transactions, and the
     /// database's work on each, overlap. It commits once this one has.
     async fn finish(&mut self, mut begun: Begun) -> Vec<ItemResult> {
+        // Every batch before this one is committed: it may commit as soon as it is written.
+        begun.ticket.commit_when_written();
         let region = self.settings.phone_region;
         let ahead = self
             .rx
