@@ -103,18 +103,18 @@ impl AdminStore for SqlStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        let status = self.pool.status();
+        let status = self.connections.pool.status();
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         PoolStats {
             size: count(status.size),
             idle: count(status.available),
             max: count(status.max_size),
-            waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            waiting: self.connections.waiting.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
     async fn key_changes(&self) -> StoreResult<Option<Box<dyn KeyChanges>>> {
-        super::dialect::key_changes(&self.pool.manager().options).await
+        super::dialect::key_changes(&self.connections.pool.manager().options).await
     }
 
     async fn ensure_organisation(&self, slug: &str, name: &str) -> StoreResult<bool> {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::batch::{decide_batch, write_batch, write_decided};
-use super::pool::{self, Tx};
 use super::{dialect, lock_customer, profile_by_id, retrying, SqlStore, CU_REF_NO_ATTEMPTS};
 use crate::normalize::CuRefNo;
 use crate::store::{
@@ -93,11 +92,11 @@ impl ContactStore for SqlStore {
         let (keys_tx, keys) = oneshot::channel();
         let (commit, commit_rx) = oneshot::channel::<()>();
         let (done_tx, done) = oneshot::channel();
-        let (pool, batch) = (self.pool.clone(), writes.clone());
+        let (connections, batch) = (self.connections.clone(), writes.clone());
         tokio::spawn(async move {
             let outcome = async {
                 let now = now();
-                let mut tx = Tx::begin(pool::Conn::take(&pool).await?, dialect::BEGIN_WRITE).await?;
+                let mut tx = connections.begin_with(dialect::BEGIN_WRITE).await?;
                 let mut keys = dialect::CONCURRENT_IMPORTS.then(BatchKeys::default);
                 let decided = decide_batch(&mut tx, space, &batch, now, keys.as_mut()).await?;
                 // Told now, so the next batch may begin while this one writes; or never.
@@ -118,8 +117,7 @@ impl ContactStore for SqlStore {
         ImportTicket { writes, keys: Some(keys), decided_keys: None, commit: Some(commit), done }
     }
 
-    async fn finish_import(&self, space: SpaceId, ticket: ImportTicket) -> StoreResult<ImportResults> {
-        let mut ticket = ticket;
+    async fn finish_import(&self, space: SpaceId, mut ticket: ImportTicket) -> StoreResult<ImportResults> {
         ticket.commit_when_written();
         let ImportTicket { writes, done, .. } = ticket;
         let written = match done.await {
@@ -227,9 +225,9 @@ impl SqlStore {
         {
             return;
         }
-        let pool = self.pool.clone();
+        let connections = self.connections.clone();
         tokio::spawn(async move {
-            let analyzed = match super::pool::Conn::take(&pool).await {
+            let analyzed = match connections.conn().await {
                 Ok(mut conn) => sqlx::query(analyze).execute(&mut *conn).await.map(drop),
                 Err(e) => Err(e),
             };

@@ -16,7 +16,7 @@ mod pool;
 mod search;
 mod webhooks;
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -34,13 +34,34 @@ use crate::store::{
 
 /// The store over one pool of this backend.
 pub struct SqlStore {
-    pool: pool::Pool,
+    connections: Connections,
     /// Customers created by imports since this store opened: statistics are refreshed as
     /// it passes `next_analyze`.
     imported: std::sync::atomic::AtomicU64,
     next_analyze: std::sync::atomic::AtomicU64,
-    /// Calls waiting for a connection of the pool (see `Waiting`).
-    waiting: AtomicU64,
+}
+
+/// The pool, and the count of calls waiting for one of its connections (see `Waiting`).
+/// Cloned into the tasks that outlive a call (an import batch, a statistics refresh), so
+/// that their waits are counted too.
+#[derive(Clone)]
+struct Connections {
+    pool: pool::Pool,
+    waiting: Arc<AtomicU64>,
+}
+
+impl Connections {
+    /// A connection of the pool for one statement; returned when dropped.
+    async fn conn(&self) -> Result<pool::Conn, sqlx::Error> {
+        let _waiting = Waiting::enter(&self.waiting);
+        pool::Conn::take(&self.pool).await
+    }
+
+    /// A transaction on a connection of the pool, begun with `statement`.
+    async fn begin_with(&self, statement: &'static str) -> Result<Tx, sqlx::Error> {
+        let _waiting = Waiting::enter(&self.waiting);
+        Tx::begin(pool::Conn::take(&self.pool).await?, statement).await
+    }
 }
 
 impl SqlStore {
@@ -52,7 +73,11 @@ impl SqlStore {
         acquire_timeout: std::time::Duration,
     ) -> Self {
         let pool = pool::build(options, max, acquire_timeout);
-        Self { pool, imported: 0.into(), next_analyze: FIRST_ANALYZE.into(), waiting: 0.into() }
+        Self {
+            connections: Connections { pool, waiting: Arc::default() },
+            imported: 0.into(),
+            next_analyze: FIRST_ANALYZE.into(),
+        }
     }
 
     /// Brings the database's schema up to date.
@@ -63,14 +88,12 @@ impl SqlStore {
 
     /// A connection of the pool for one statement; returned when dropped.
     async fn conn(&self) -> Result<pool::Conn, sqlx::Error> {
-        let _waiting = Waiting::enter(&self.waiting);
-        pool::Conn::take(&self.pool).await
+        self.connections.conn().await
     }
 
     /// A transaction on a connection of the pool, begun with `statement`.
     async fn begin_with(&self, statement: &'static str) -> Result<Tx, sqlx::Error> {
-        let _waiting = Waiting::enter(&self.waiting);
-        Tx::begin(pool::Conn::take(&self.pool).await?, statement).await
+        self.connections.begin_with(statement).await
     }
 
     /// A transaction begun with the backend's plain `BEGIN`.
