@@ -18,6 +18,7 @@
 //! the same single source with concrete types: the compiler points into the line at
 //! fault, rustfmt formats it, and a dialect difference is a constant beside its backend.
 
+mod coalesce;
 mod columns;
 mod postgres;
 mod records;

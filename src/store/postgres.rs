@@ -65,12 +65,24 @@ mod dialect {
     /// binary, so no value is parsed from text. (As one JSON parameter, taking the fields
     /// out of its objects cost more than writing the rows.)
     pub fn rows(first: usize, columns: &[(&str, &str)]) -> String {
+        rows_as(first, columns, |array| array)
+    }
+
+    /// `rows`, with each array read through a subquery, so that the planner does not
+    /// know how many rows there are: every batch runs one generic plan. Given the arrays
+    /// themselves, it planned each batch of fewer than ten rows anew, as cheaper than the
+    /// generic plan's ten: 0.36 ms of planning for a 0.08 ms read of four customers.
+    pub fn rows_of_any_count(first: usize, columns: &[(&str, &str)]) -> String {
+        rows_as(first, columns, |array| format!("(select {array})"))
+    }
+
+    fn rows_as(first: usize, columns: &[(&str, &str)], array: impl Fn(String) -> String) -> String {
         let arrays: Vec<String> = columns
             .iter()
             .enumerate()
             .map(|(i, (_, ty))| match bound_type(ty) {
-                bound if bound == *ty => format!("${}::{ty}[]", first + i),
-                bound => format!("${}::{bound}[]::{ty}[]", first + i),
+                bound if bound == *ty => array(format!("${}::{ty}[]", first + i)),
+                bound => array(format!("${}::{bound}[]::{ty}[]", first + i)),
             })
             .collect();
         let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();

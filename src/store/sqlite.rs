@@ -65,6 +65,11 @@ mod dialect {
         format!("(select {}, r.key as ord from json_each(${first}) as r) as x", fields.join(", "))
     }
 
+    /// `rows`: SQLite plans each statement once, whatever the count.
+    pub fn rows_of_any_count(first: usize, columns: &[(&str, &str)]) -> String {
+        rows(first, columns)
+    }
+
     /// Binds `rows` to `q` as `rows` reads them: one JSON array of objects.
     pub fn bind_rows<'q, Q: super::sql::Bind<'q>, T: serde::Serialize>(
         q: Q,

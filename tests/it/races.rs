@@ -110,3 +110,90 @@ async fn abandoned_calls_leave_their_connection_usable(backend: Backend) {
 }
 
 per_backend!(abandoned_calls, super::abandoned_calls_leave_their_connection_usable);
+
+/// Detail and account-info read together from many calls at once (gathered into shared
+/// statements under load): each call gets its own customer and session, never another
+/// call's, across two spaces, erased customers, unknown cuRefNos and sessions that are
+/// someone else's, ended or unknown.
+async fn concurrent_reads_each_get_their_own_answer(backend: Backend) {
+    use bizkit_mirror::normalize::{ClientIp, CuRefNo, Email};
+    use bizkit_mirror::store::{connect, CreateCustomer, Mode, PoolSettings};
+
+    let Some(db) = crate::support::TestDb::new(backend).await else { return };
+    let store = std::sync::Arc::new(connect(&db.url, &PoolSettings::default()).await.expect("connect"));
+    // Setup: 30 customers in each of two spaces, each with a session; some erased, some
+    // sessions ended
+    store.ensure_organisation("acme", "Acme").await.unwrap();
+    store.ensure_organisation("other", "Other").await.unwrap();
+    let spaces =
+        [store.space_of("acme", Mode::Live).await.unwrap(), store.space_of("other", Mode::Live).await.unwrap()];
+    let ip = ClientIp::parse(None).unwrap();
+    let far = chrono::Utc::now() + chrono::TimeDelta::days(30);
+    let mut customers = Vec::new(); // (space index, cuRefNo, e-mail, session digest, erased, session ended)
+    for (s, space) in spaces.iter().enumerate() {
+        for n in 0..30 {
+            let email = format!("reader{n}@space{s}.example.com");
+            let input = CreateCustomer {
+                email: Email::parse(&email).unwrap(),
+                company_name: None,
+                company_registration_number: None,
+                tax_identification_number: None,
+                ip: ip.clone(),
+            };
+            let (_, profile) = store.find_or_create_by_email(*space, &input).await.unwrap();
+            let cu = CuRefNo::parse(&profile.cu_ref_no).unwrap();
+            let digest = format!("{s:02}{n:062}");
+            assert!(store.renew_session(*space, &cu, &digest, far).await.unwrap());
+            let (erased, ended) = (n % 7 == 3, n % 5 == 1);
+            if erased {
+                assert!(store.erase_customer(*space, &cu).await.unwrap());
+            }
+            if ended {
+                assert!(store.end_session(*space, &digest).await.unwrap());
+            }
+            customers.push((s, cu, email, digest, erased, ended));
+        }
+    }
+
+    // Exec: every way to ask, all at once, three times over
+    let mut calls = Vec::new();
+    for round in 0..3 {
+        for (i, (s, cu, email, digest, erased, ended)) in customers.iter().cloned().enumerate() {
+            let other_digest = customers[(i + 1) % customers.len()].3.clone();
+            let cases = [
+                // (space, cuRefNo, digest, expected customer, expected logged in)
+                (s, cu.clone(), digest.clone(), (!erased).then(|| email.clone()), !erased && !ended),
+                (s, cu.clone(), other_digest, (!erased).then(|| email.clone()), false),
+                (1 - s, cu.clone(), digest.clone(), None, false),
+            ];
+            for (space, cu, digest, expected, logged_in) in cases {
+                let (store, ip) = (store.clone(), ip.clone());
+                calls.push(tokio::spawn(async move {
+                    let detail = store.customer_detail(spaces[space], &cu, &digest, &ip).await.unwrap();
+                    let found = detail.as_ref().map(|d| (d.profile.email.clone(), d.logged_in));
+                    let want = expected.map(|e| (Some(e), logged_in));
+                    assert_eq!(found, want, "round {round}: detail of {} in space {space}", cu.as_str());
+                }));
+            }
+            let (store, ip) = (store.clone(), ip.clone());
+            let unknown = format!("{:064}", i + 1000);
+            calls.push(tokio::spawn(async move {
+                let mine = store.account_info(spaces[s], &digest, &ip).await.unwrap();
+                let want = (!erased && !ended).then(|| email.clone());
+                assert_eq!(mine.map(|p| p.email), want.map(Some), "round {round}: account-info of {email}");
+                let elsewhere = store.account_info(spaces[1 - s], &digest, &ip).await.unwrap();
+                assert!(elsewhere.is_none(), "round {round}: {email}'s session read in another space");
+                assert!(store.account_info(spaces[s], &unknown, &ip).await.unwrap().is_none());
+            }));
+        }
+    }
+
+    // Check: every call answered as it would alone
+    for call in calls {
+        call.await.expect("a read answered as it would alone");
+    }
+    let unknown = CuRefNo::generate();
+    assert!(store.customer_detail(spaces[0], &unknown, "none", &ip).await.unwrap().is_none());
+}
+
+per_backend!(concurrent_reads, super::concurrent_reads_each_get_their_own_answer);

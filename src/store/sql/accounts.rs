@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::customers::{SessionProfileRow, ACCOUNT_INFO};
+use super::reads::SessionRead;
 use super::{customer_id, insert_session, with_new_cu_ref_no, NewCustomer, OnEmailTaken, SqlStore};
 use crate::normalize::{ClientIp, CuRefNo, Email};
 use crate::store::{
@@ -224,13 +224,8 @@ impl AccountStore for SqlStore {
     }
 
     async fn account_info(&self, space: SpaceId, identity_digest: &str, ip: &ClientIp) -> StoreResult<Option<Profile>> {
-        let now = now();
-        let row: Option<SessionProfileRow> = sqlx::query_as(&ACCOUNT_INFO)
-            .bind(space.0)
-            .bind(identity_digest)
-            .bind(now)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+        let read = SessionRead { space, identity_digest: identity_digest.to_owned() };
+        let (row, now) = self.reads.sessions.read(read).await?;
         let Some(row) = row else { return Ok(None) };
         self.touch_session_if_stale(space, &row, now, ip).await?;
         Ok(Some(row.profile.at(now)))

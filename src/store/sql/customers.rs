@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::batch::{at, to_json};
+use super::reads::DetailRead;
 use super::{
     customer_id, dialect, profile_by_id, with_new_cu_ref_no, NewCustomer, OnEmailTaken, ProfileRow, SqlStore,
     PROFILE_COLUMNS, REFERRER_JOIN, SESSION_TOUCH_INTERVAL,
@@ -24,26 +25,6 @@ static CREATE_WITH_PROFILE: LazyLock<String> = LazyLock::new(|| {
         "with c as ({}{} returning *) select {PROFILE_COLUMNS}, c.cu_ref_no = $2 as new_account from c {REFERRER_JOIN}",
         super::INSERT_CUSTOMER,
         OnEmailTaken::FillEmpty.clause(),
-    )
-});
-
-/// The customer `$2` in space `$1` with the live session `$3` (if it is one) at `$4`.
-static DETAIL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "select {PROFILE_COLUMNS}, s.id as session_id, s.last_seen_at as session_seen_at \
-         from customers c {REFERRER_JOIN} left join sessions s on s.space_id = c.space_id and s.customer_id = c.id \
-         and s.identity_digest = $3 and s.revoked_at is null and s.expires_at > $4 \
-         where c.space_id = $1 and c.cu_ref_no = $2 and c.erased_at is null"
-    )
-});
-
-/// The customer behind the live session `$2` in space `$1` at `$3`.
-pub(super) static ACCOUNT_INFO: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "select {PROFILE_COLUMNS}, s.id as session_id, s.last_seen_at as session_seen_at \
-         from sessions s join customers c on c.id = s.customer_id and c.space_id = s.space_id {REFERRER_JOIN} \
-         where s.space_id = $1 and s.identity_digest = $2 and s.revoked_at is null and s.expires_at > $3 \
-         and c.erased_at is null"
     )
 });
 
@@ -203,14 +184,9 @@ impl CustomerStore for SqlStore {
         identity_digest: &str,
         ip: &ClientIp,
     ) -> StoreResult<Option<Detail>> {
-        let now = now();
-        let row: Option<SessionProfileRow> = sqlx::query_as(&DETAIL)
-            .bind(space.0)
-            .bind(cu_ref_no.as_str())
-            .bind(identity_digest)
-            .bind(now)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+        let read =
+            DetailRead { space, cu_ref_no: cu_ref_no.as_str().to_owned(), identity_digest: identity_digest.to_owned() };
+        let (row, now) = self.reads.details.read(read).await?;
         let Some(row) = row else { return Ok(None) };
         self.touch_session_if_stale(space, &row, now, ip).await?;
         Ok(Some(Detail { logged_in: row.session_id.is_some(), profile: row.profile.at(now) }))

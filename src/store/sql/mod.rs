@@ -13,6 +13,7 @@ mod customers;
 mod merge;
 mod outbox;
 mod pool;
+mod reads;
 mod search;
 mod webhooks;
 
@@ -35,6 +36,8 @@ use crate::store::{
 /// The store over one pool of this backend.
 pub struct SqlStore {
     connections: Connections,
+    /// Detail and account-info, gathered from concurrent calls.
+    reads: reads::Reads,
     /// Customers created by imports since this store opened: statistics are refreshed as
     /// it passes `next_analyze`.
     imported: std::sync::atomic::AtomicU64,
@@ -73,8 +76,10 @@ impl SqlStore {
         acquire_timeout: std::time::Duration,
     ) -> Self {
         let pool = pool::build(options, max, acquire_timeout);
+        let connections = Connections { pool, waiting: Arc::default() };
         Self {
-            connections: Connections { pool, waiting: Arc::default() },
+            reads: reads::Reads::new(&connections),
+            connections,
             imported: 0.into(),
             next_analyze: FIRST_ANALYZE.into(),
         }
