@@ -64,19 +64,20 @@ static SESSIONS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A read as a row of the statement, numbered `i`.
 #[derive(serde::Serialize)]
-struct DetailRow<'a> {
+struct DetailRow {
     i: i64,
     space_id: i64,
-    cu_ref_no: &'a str,
-    identity_digest: &'a str,
+    cu_ref_no: String,
+    identity_digest: String,
 }
 
 #[derive(serde::Serialize)]
-struct SessionRow<'a> {
+struct SessionRow {
     i: i64,
     space_id: i64,
-    identity_digest: &'a str,
+    identity_digest: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -97,43 +98,40 @@ pub(super) struct Reads {
 
 impl Reads {
     pub(super) fn new(connections: &Connections) -> Self {
-        let c = connections.clone();
-        let details = Coalescer::new(
-            SLOTS,
-            MAX_BATCH,
-            Box::new(move |reads: Vec<DetailRead>| {
-                let c = c.clone();
-                Box::pin(async move {
-                    let rows: Vec<DetailRow> = (0..)
-                        .zip(&reads)
-                        .map(|(i, r)| DetailRow {
-                            i,
-                            space_id: r.space.0,
-                            cu_ref_no: &r.cu_ref_no,
-                            identity_digest: &r.identity_digest,
-                        })
-                        .collect();
-                    read(&c, &DETAILS, &rows, DETAIL_COLUMNS).await
-                })
-            }),
-        );
-        let c = connections.clone();
-        let sessions = Coalescer::new(
-            SLOTS,
-            MAX_BATCH,
-            Box::new(move |reads: Vec<SessionRead>| {
-                let c = c.clone();
-                Box::pin(async move {
-                    let rows: Vec<SessionRow> = (0..)
-                        .zip(&reads)
-                        .map(|(i, r)| SessionRow { i, space_id: r.space.0, identity_digest: &r.identity_digest })
-                        .collect();
-                    read(&c, &SESSIONS, &rows, SESSION_COLUMNS).await
-                })
-            }),
-        );
+        let details = gathered(connections, &DETAILS, DETAIL_COLUMNS, |i, r: DetailRead| DetailRow {
+            i,
+            space_id: r.space.0,
+            cu_ref_no: r.cu_ref_no,
+            identity_digest: r.identity_digest,
+        });
+        let sessions = gathered(connections, &SESSIONS, SESSION_COLUMNS, |i, r: SessionRead| SessionRow {
+            i,
+            space_id: r.space.0,
+            identity_digest: r.identity_digest,
+        });
         Reads { details, sessions }
     }
+}
+
+/// Reads of one kind, each made a row by `row`, gathered into the statement `sql`.
+fn gathered<Q: Send + 'static, T: serde::Serialize + Send + Sync + 'static>(
+    connections: &Connections,
+    sql: &'static LazyLock<String>,
+    columns: &'static [(&'static str, &'static str)],
+    row: fn(i64, Q) -> T,
+) -> Coalescer<Q, Found> {
+    let connections = connections.clone();
+    Coalescer::new(
+        SLOTS,
+        MAX_BATCH,
+        Box::new(move |reads: Vec<Q>| {
+            let connections = connections.clone();
+            Box::pin(async move {
+                let rows: Vec<T> = (0..).zip(reads).map(|(i, r)| row(i, r)).collect();
+                read(&connections, sql, &rows, columns).await
+            })
+        }),
+    )
 }
 
 /// Runs `sql` for `rows` (each numbered `i` from 0) at the present time: for each row,
