@@ -220,7 +220,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let import_limits = bizkit_mirror::import::ImportLimits::NONE;
             let settings = ContactSettings { phone_region, import_batch: batch_size as usize, import_limits };
             let report = |r: &bizkit_mirror::import::ItemResult| {
-                eprintln!("item {}: {}", r.index, bizkit_mirror::http::import::item_json(r)["error"]);
+                if let Err(e) = &r.outcome {
+                    eprintln!("item {}: {}", r.index, bizkit_mirror::http::import::item_error(e));
+                }
             };
             let summary = bizkit_mirror::import::file::import_file(store, space, settings, &file, report).await?;
             println!(

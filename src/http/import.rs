@@ -40,13 +40,32 @@ fn accepted(headers: &HeaderMap) -> bool {
 }
 
 /// One item's result: `{"index", "ok": true, "newAccount", "cuRefNo"}` or
-/// `{"index", "ok": false, "error": {code, message, field?}}`.
-pub fn item_json(result: &ItemResult) -> Value {
+/// `{"index", "ok": false, "error": {code, message, field?}}`. Written straight to the
+/// results, one a line: no JSON value is built for an item written.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum ItemJson<'a> {
+    Written {
+        index: u64,
+        ok: bool,
+        #[serde(rename = "newAccount")]
+        new_account: bool,
+        #[serde(rename = "cuRefNo")]
+        cu_ref_no: &'a str,
+    },
+    Failed {
+        index: u64,
+        ok: bool,
+        error: Value,
+    },
+}
+
+pub fn item_json(result: &ItemResult) -> ItemJson<'_> {
     match &result.outcome {
         Ok((new_account, cu_ref_no)) => {
-            serde_json::json!({ "index": result.index, "ok": true, "newAccount": new_account, "cuRefNo": cu_ref_no })
+            ItemJson::Written { index: result.index, ok: true, new_account: *new_account, cu_ref_no }
         }
-        Err(e) => serde_json::json!({ "index": result.index, "ok": false, "error": item_error(e) }),
+        Err(e) => ItemJson::Failed { index: result.index, ok: false, error: item_error(e) },
     }
 }
 
@@ -54,7 +73,7 @@ pub fn item_json(result: &ItemResult) -> Value {
 /// much larger than the garbage.
 const ITEM_MESSAGE_CHARS: usize = 200;
 
-fn item_error(e: &crate::contacts::ContactError) -> Value {
+pub fn item_error(e: &crate::contacts::ContactError) -> Value {
     let error = ApiError::from(e.clone());
     let mut message = error.to_string();
     if let Some((cut, _)) = message.char_indices().nth(ITEM_MESSAGE_CHARS) {
@@ -142,14 +161,16 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Respo
     let file = tempfile::tempfile().map_err(io_error)?;
     let mut out = BufWriter::new(tokio::fs::File::from_std(file));
     let mut first = true;
+    let mut lines = Vec::new();
     while let Some(results) = importer.next().await {
+        lines.clear();
         for r in results {
-            let line = serde_json::to_vec(&item_json(&r)).map_err(|e| ApiError::Internal(e.to_string()))?;
             if !std::mem::take(&mut first) {
-                out.write_all(b",\n").await.map_err(io_error)?;
+                lines.extend_from_slice(b",\n");
             }
-            out.write_all(&line).await.map_err(io_error)?;
+            serde_json::to_writer(&mut lines, &item_json(&r)).map_err(|e| ApiError::Internal(e.to_string()))?;
         }
+        out.write_all(&lines).await.map_err(io_error)?;
     }
     out.flush().await.map_err(io_error)?;
     let mut file = out.into_inner();

@@ -681,7 +681,7 @@ async fn import_in_batches(app: &TestApp, items: &[Value], batch: usize) -> (Vec
     let mut importer = Importer::start(app.store.clone(), live, settings, std::io::Cursor::new(body.into_bytes()));
     let mut results = Vec::new();
     while let Some(batch) = importer.next().await {
-        results.extend(batch.iter().map(bizkit_mirror::http::import::item_json));
+        results.extend(batch.iter().map(|r| serde_json::to_value(bizkit_mirror::http::import::item_json(r)).unwrap()));
     }
     assert!(importer.summary().complete, "{:?}", importer.summary());
     (results, importer.batches_begun_beside())
