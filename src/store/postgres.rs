@@ -38,17 +38,22 @@ mod dialect {
     /// transaction: row locks keep them apart.
     pub const CONCURRENT_IMPORTS: bool = true;
 
+    /// The sequence of customer ids, as a subquery: looked up once per statement (an
+    /// init plan), not once per id drawn.
+    macro_rules! customer_ids {
+        () => {
+            "(select pg_get_serial_sequence('customers', 'id')::regclass)"
+        };
+    }
+
     /// A new customer's id: drawn ahead (`DRAW_CUSTOMER_IDS`), else by the insert. Ids are
     /// generated always, so an insert that gives them says so (`GIVEN_IDS`).
-    pub const NEW_CUSTOMER_ID: &str = "coalesce(x.id, nextval(pg_get_serial_sequence('customers', 'id')))";
+    pub const NEW_CUSTOMER_ID: &str = concat!("coalesce(x.id, nextval(", customer_ids!(), "))");
     pub const GIVEN_IDS: &str = " overriding system value";
 
-    /// `$1` ids for new customers, drawn from their sequence in one round trip. The
-    /// sequence is looked up once (`offset 0` keeps the subquery apart), not once per id.
-    pub const DRAW_CUSTOMER_IDS: Option<&str> = Some(
-        "select nextval(q.seq) from (select pg_get_serial_sequence('customers', 'id')::regclass as seq offset 0) q, \
-         generate_series(1, $1)",
-    );
+    /// `$1` ids for new customers, drawn from their sequence in one round trip.
+    pub const DRAW_CUSTOMER_IDS: Option<&str> =
+        Some(concat!("select nextval(", customer_ids!(), ") from generate_series(1, $1)"));
 
     /// The strings, and the ids, in the JSON array bound to `$?` (the batch writes' lists).
     pub const TEXT_LIST: &str = "select jsonb_array_elements_text($?::jsonb) as value";
