@@ -89,12 +89,14 @@ union all
 select :space, :base + i - :lo, -(i % 50 + 1), 'bench purchase', now() - ((i * 31) % 43200) * interval '1 minute'
 from generate_series(:lo::bigint, :hi::bigint) i where i % 10 = 0;
 
-insert into customer_group_members (space_id, customer_id, group_id)
-select :space, :base + i - :lo, (:'gids'::bigint[])[1 + (i / 5) % 6]
-from generate_series(:lo::bigint, :hi::bigint) i where i % 5 = 1
-union all
-select :space, :base + i - :lo, (:'gids'::bigint[])[1 + (i / 5 + 1) % 6]
-from generate_series(:lo::bigint, :hi::bigint) i where i % 25 = 1;
+insert into customer_group_members (space_id, customer_id, group_id, created_at, premium, ban)
+select m.space_id, m.customer_id, m.group_id, c.created_at, c.premium, c.ban
+from (select :space as space_id, :base + i - :lo as customer_id, (:'gids'::bigint[])[1 + (i / 5) % 6] as group_id
+      from generate_series(:lo::bigint, :hi::bigint) i where i % 5 = 1
+      union all
+      select :space, :base + i - :lo, (:'gids'::bigint[])[1 + (i / 5 + 1) % 6]
+      from generate_series(:lo::bigint, :hi::bigint) i where i % 25 = 1) m
+join customers c on c.space_id = m.space_id and c.id = m.customer_id;
 
 insert into subscriptions (space_id, customer_id, external_id, product_slug, product_code, order_number,
     order_hash, auto_renew, status, valid_until, created_at, updated_at)

@@ -100,11 +100,14 @@ select :space, :base + i - :lo, -(i % 50 + 1), 'bench purchase',
     (select t from bench_minute where k = (i * 31) % 43200)
 from g where i % 10 = 0;
 
-insert into customer_group_members (space_id, customer_id, group_id)
-with recursive g(i) as (select :lo union all select i + 1 from g where i < :hi)
-select :space, :base + i - :lo, (select id from bench_group where k = (i / 5) % 6) from g where i % 5 = 1
-union all
-select :space, :base + i - :lo, (select id from bench_group where k = (i / 5 + 1) % 6) from g where i % 25 = 1;
+insert into customer_group_members (space_id, customer_id, group_id, created_at, premium, ban)
+with recursive g(i) as (select :lo union all select i + 1 from g where i < :hi),
+m(space_id, customer_id, group_id) as (
+    select :space, :base + i - :lo, (select id from bench_group where k = (i / 5) % 6) from g where i % 5 = 1
+    union all
+    select :space, :base + i - :lo, (select id from bench_group where k = (i / 5 + 1) % 6) from g where i % 25 = 1)
+select m.space_id, m.customer_id, m.group_id, c.created_at, c.premium, c.ban
+from m join customers c on c.id = m.customer_id;
 
 insert into subscriptions (space_id, customer_id, external_id, product_slug, product_code, order_number,
     order_hash, auto_renew, status, valid_until, created_at, updated_at)

@@ -218,8 +218,9 @@ async fn the_distribution_keys_migrate_a_database_holding_rows_postgres() {
 
     // Check: a row can no longer refer to a row of another space
     let crossed = sqlx::query(
-        "insert into customer_group_members (space_id, customer_id, group_id) \
-         select c.space_id, c.id, g.id from customers c join customer_groups g on g.space_id <> c.space_id limit 1",
+        "insert into customer_group_members (space_id, customer_id, group_id, created_at, premium, ban) \
+         select c.space_id, c.id, g.id, c.created_at, c.premium, c.ban from customers c \
+         join customer_groups g on g.space_id <> c.space_id limit 1",
     )
     .execute(&mut conn)
     .await

@@ -95,6 +95,10 @@ backend_test!(every_filter_finds_exactly_its_customers, |app| {
         (vec![("group", "vip")], vec![&jana]),
         (vec![("group", "Osobní trenér")], vec![&petr]),
         (vec![("group", "nobody")], vec![]),
+        (vec![("group", "vip"), ("premium", "true")], vec![&jana]),
+        (vec![("group", "vip"), ("premium", "false")], vec![]),
+        (vec![("group", "Osobní trenér"), ("ban", "true")], vec![&petr]),
+        (vec![("group", "Osobní trenér"), ("ban", "false")], vec![]),
         // Flags.
         (vec![("premium", "true")], vec![&jana]),
         (vec![("premium", "false")], vec![&zhukov, &petr]),
@@ -130,6 +134,50 @@ backend_test!(every_filter_finds_exactly_its_customers, |app| {
     assert_eq!(item["premium"], true);
     assert!(item["updatedAt"].is_string() && item["meta"].is_object() && item["runningSubscriptionList"].is_array());
     assert_eq!(listed["nextCursor"], Value::Null);
+});
+
+backend_test!(a_groups_list_follows_its_members_flags, |app| {
+    // Setup: four members of one group, none premium or banned, and one who is not a member
+    let mut members = Vec::new();
+    for i in 0..4 {
+        members.push(upsert(&app, json!({ "email": format!("member{i}@example.com"), "groups": ["Club"] })).await);
+    }
+    let outsider = upsert(&app, json!({ "email": "outsider@example.com", "premium": true })).await;
+    let club = |flag: &'static str, value: &'static str| vec![("group", "club"), (flag, value)];
+    assert!(found(&app, &club("premium", "true")).await.is_empty());
+
+    // Exec: flags set by writes that do not name the groups (create-or-update, an import),
+    // a new membership of a customer who has a flag, and flags joined by a merge
+    upsert(&app, json!({ "email": "member1@example.com", "premium": true })).await;
+    let imported = app
+        .client
+        .post(app.url("/api/v1/customer/import"))
+        .bearer_auth(&app.keys.prod)
+        .json(&json!([{ "email": "member2@example.com", "ban": true }, { "email": "member3@example.com", "premium": true }]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(imported.status(), 200);
+    let results = imported.text().await.unwrap();
+    assert_eq!(results.matches("\"ok\":true").count(), 2, "{results}");
+    upsert(&app, json!({ "email": "member3@example.com", "premium": false })).await;
+    upsert(&app, json!({ "email": "outsider@example.com", "groups": ["Club"] })).await;
+    let twin = upsert(&app, json!({ "email": "twin@example.com", "premium": true, "ban": true })).await;
+    let merged = app
+        .post(
+            "/api/v1/customer/merge",
+            &app.keys.prod,
+            json!({ "primaryCuRefNo": members[0], "duplicateCuRefNo": twin }),
+        )
+        .await;
+    assert_eq!(merged.0, 200, "{}", merged.1);
+
+    // Check: each flag's list of the group, newest first, and no membership left unlike its customer
+    let [m0, m1, m2, _] = &members[..] else { unreachable!() };
+    assert_eq!(found(&app, &club("premium", "true")).await, vec![outsider.clone(), m1.clone(), m0.clone()]);
+    assert_eq!(found(&app, &club("ban", "true")).await, vec![m2.clone(), m0.clone()]);
+    assert_eq!(found(&app, &club("ban", "false")).await, vec![outsider.clone(), members[3].clone(), m1.clone()]);
+    assert_eq!(app.db.profile_list_drift().await, Vec::<String>::new());
 });
 
 backend_test!(bad_filters_are_refused_naming_the_field, |app| {
@@ -168,13 +216,20 @@ backend_test!(pages_walk_the_whole_list_once, |app| {
     let mut made = Vec::new();
     for i in 0..11 {
         let last = if i % 4 == 0 { format!("Dvořák{i}") } else { format!("Other{i}") };
-        made.push(upsert(&app, json!({ "email": format!("page{i}@example.com"), "lastName": last })).await);
+        made.push(
+            upsert(&app, json!({ "email": format!("page{i}@example.com"), "lastName": last, "groups": ["Pages"] }))
+                .await,
+        );
     }
-    app.db.execute("update customers set created_at = (select min(created_at) from customers)").await;
+    for table in ["customers", "customer_group_members"] {
+        app.db.execute(&format!("update {table} set created_at = (select min(created_at) from customers)")).await;
+    }
     let newest_first: Vec<String> = made.iter().rev().cloned().collect();
     let dvorak = vec![made[8].clone(), made[4].clone(), made[0].clone()];
 
-    for (params, want) in [(vec![], newest_first), (vec![("q", "dvo")], dvorak)] {
+    for (params, want) in
+        [(vec![], newest_first.clone()), (vec![("q", "dvo")], dvorak), (vec![("group", "pages")], newest_first)]
+    {
         // Exec: pages of three, following nextCursor
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
@@ -295,7 +350,19 @@ fn filters() -> Vec<(CustomerFilter, &'static [&'static str])> {
                 "customers_search_email",
             ],
         ),
-        (CustomerFilter { group: Some("rare".into()), ..f() }, &["customer_group_members_group"]),
+        (CustomerFilter { group: Some("rare".into()), ..f() }, &["customer_group_members_listed"]),
+        (
+            CustomerFilter { group: Some("common".into()), premium: Some(true), ..f() },
+            &["customer_group_members_listed_premium"],
+        ),
+        (
+            CustomerFilter { group: Some("common".into()), ban: Some(true), premium: Some(false), ..f() },
+            &["customer_group_members_listed_banned"],
+        ),
+        (
+            CustomerFilter { group: Some("common".into()), prefix: Some("first7777".into()), ..f() },
+            &["customers_search_name"],
+        ),
         (CustomerFilter { partner_customer_id: Some("crm-77777".into()), ..f() }, &["customers_partner_customer_id"]),
         (CustomerFilter { premium: Some(true), ..f() }, &["customers_listed_premium"]),
         (CustomerFilter { ban: Some(true), ..f() }, &["customers_listed_banned"]),
@@ -336,8 +403,9 @@ async fn every_filter_is_served_by_its_index_at_100k() {
     app.db.execute(&format!("insert into customer_groups (space_id, name, slug) values ({space}, 'Common', 'common'), ({space}, 'Rare', 'rare')")).await;
     app.db
         .execute(&format!(
-            "insert into customer_group_members (space_id, customer_id, group_id) \
-             select c.space_id, c.id, g.id from customers c join customer_groups g on g.space_id = c.space_id \
+            "insert into customer_group_members (space_id, customer_id, group_id, created_at, premium, ban) \
+             select c.space_id, c.id, g.id, c.created_at, c.premium, c.ban from customers c \
+             join customer_groups g on g.space_id = c.space_id \
              where c.space_id = {space} and ((g.slug = 'rare' and c.id % 1000 = 3) or (g.slug = 'common' and c.id % 2 = 0))"
         ))
         .await;
@@ -359,10 +427,10 @@ async fn every_filter_is_served_by_its_index_at_100k() {
             assert!(plan.contains(index), "{filter:?} does not use {index}:\n{plan}");
         }
     }
-    // A group of half the space is read by walking the list, not member by member.
+    // A group of half the space is walked in its own order too, not read whole and sorted.
     let common = CustomerFilter { group: Some("common".into()), ..Default::default() };
     let plan = app.store.explain_list_customers(SpaceId(space), &common).await.unwrap();
-    assert!(!plan.contains("Seq Scan on customers") && plan.contains("customers_listed"), "{plan}");
+    assert!(!plan.contains("Sort") && plan.contains("customer_group_members_listed"), "{plan}");
     // The plans find what they describe.
     for (filter, want) in [
         (CustomerFilter { email: Some("user77777@example.com".into()), ..Default::default() }, 1),

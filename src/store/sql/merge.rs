@@ -72,10 +72,12 @@ const MOVE_ROWS: [&str; 6] = [
     "update customers set merged_into = $3 where space_id = $1 and merged_into = $2",
 ];
 
-/// Group memberships: the primary joins the duplicate's groups.
+/// Group memberships: the primary joins the duplicate's groups (with its own creation
+/// time, and its flags as `FLAG_MEMBERSHIPS` leaves them).
 const MOVE_MEMBERSHIPS: [&str; 2] = [
-    "insert into customer_group_members (space_id, customer_id, group_id) \
-     select space_id, $3, group_id from customer_group_members where space_id = $1 and customer_id = $2 \
+    "insert into customer_group_members (space_id, customer_id, group_id, created_at, premium, ban) \
+     select m.space_id, $3, m.group_id, p.created_at, p.premium, p.ban from customer_group_members m \
+     cross join customers p where m.space_id = $1 and m.customer_id = $2 and p.space_id = $1 and p.id = $3 \
      on conflict do nothing",
     "delete from customer_group_members where space_id = $1 and customer_id = $2",
 ];
@@ -174,6 +176,10 @@ const PRIMARY_SUBSCRIPTIONS: &str = "select external_id, product_slug, product_c
 /// A ban ends every live session, the duplicate's moved ones included.
 const END_SESSIONS: &str =
     "update sessions set revoked_at = $3 where space_id = $1 and customer_id = $2 and revoked_at is null";
+
+/// The primary's (`$2`) memberships take its flags as merged.
+const FLAG_MEMBERSHIPS: &str =
+    "update customer_group_members set premium = $3, ban = $4 where space_id = $1 and customer_id = $2";
 
 /// The primary as merged, every column a merge may change.
 const UPDATE_PRIMARY: &str = "update customers set email = $3, email_canonical = $4, email_rules_version = $5, \
@@ -450,6 +456,7 @@ impl Merged {
             .bind(now)
             .execute(&mut **tx)
             .await?;
+        sqlx::query(FLAG_MEMBERSHIPS).bind(space.0).bind(id).bind(own.premium).bind(own.ban).execute(&mut **tx).await?;
         Ok(())
     }
 }

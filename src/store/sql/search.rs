@@ -80,9 +80,9 @@ impl Hits<'_> {
                     .push_bind(value.to_owned());
             }
             Hits::Group(id) => {
-                // The id is written into the statement, not bound: the planner then knows
-                // how many members this group has (a rare group is read through its
-                // members, a large one by walking the list), in whichever plan it keeps.
+                // Beside a filter that drives: the id is written into the statement, not
+                // bound, as where a group drives (`list_query`), so the planner knows how
+                // many members the group has in whichever plan it keeps.
                 q.push("select customer_id as id from customer_group_members where space_id = ")
                     .push_bind(space.0)
                     .push(format_args!(" and group_id = {id}"));
@@ -91,14 +91,26 @@ impl Hits<'_> {
     }
 }
 
+/// The rows a list is ordered and filtered by, and their customer id column.
+struct Listed {
+    rows: &'static str,
+    id: &'static str,
+}
+
+impl Listed {
+    const CUSTOMERS: Listed = Listed { rows: "c", id: "id" };
+}
+
 /// The list's statement for `filter`, from `before`; prefixed with `explain`, the
 /// statement that shows its plan.
 ///
-/// The first filter that names few customers (partner id, e-mail, phone, prefix, group) drives the
+/// The first filter that names few customers (partner id, e-mail, phone, prefix) drives the
 /// statement: its customers are found through its index and joined to their rows (a
 /// `cross join`, which SQLite, planning without statistics, keeps in this order; PostgreSQL
-/// plans it as any join), then sorted. Without one, the list's own index by creation time
-/// is walked, newest first, and the flags pick its partial indexes.
+/// plans it as any join), then sorted. A group alone drives from its memberships, walked
+/// newest first in their index (`customer_group_members_listed*`, flags included). Without
+/// either, the list's own index by creation time is walked, newest first, and the flags
+/// pick its partial indexes.
 fn list_query(
     explain: &str,
     space: SpaceId,
@@ -125,45 +137,62 @@ fn list_query(
     }
     let mut q = QueryBuilder::new(format!("{explain}select {PROFILE_COLUMNS}, c.id, c.created_at, c.updated_at from "));
     let mut rest = hits.iter();
-    let driver = rest.next();
-    if let Some(driver) = driver {
-        q.push("(");
-        driver.push(&mut q, space);
-        q.push(") h cross join ");
-    }
-    q.push(format_args!("customers c {REFERRER_JOIN} where c.space_id = "))
-        .push_bind(space.0)
-        .push(" and c.erased_at is null");
-    if driver.is_some() {
-        q.push(" and c.id = h.id");
-    }
+    // The rows the list's order, flags and times are read from: the customers', or a
+    // group's memberships, which carry them.
+    let listed = match rest.next() {
+        Some(&Hits::Group(id)) => {
+            // A group drives alone (it is the last filter to be one): its members are
+            // walked newest first in their own index, flags included, and only the page's
+            // customers are read.
+            q.push(format_args!("customer_group_members m cross join customers c {REFERRER_JOIN} where m.space_id = "))
+                .push_bind(space.0)
+                .push(format_args!(" and m.group_id = {id} and c.space_id = "))
+                .push_bind(space.0)
+                .push(" and c.id = m.customer_id");
+            Listed { rows: "m", id: "customer_id" }
+        }
+        Some(driver) => {
+            q.push("(");
+            driver.push(&mut q, space);
+            q.push(format_args!(") h cross join customers c {REFERRER_JOIN} where c.space_id = "))
+                .push_bind(space.0)
+                .push(" and c.id = h.id");
+            Listed::CUSTOMERS
+        }
+        None => {
+            q.push(format_args!("customers c {REFERRER_JOIN} where c.space_id = ")).push_bind(space.0);
+            Listed::CUSTOMERS
+        }
+    };
+    q.push(" and c.erased_at is null");
     for more in rest {
         q.push(" and c.id in (");
         more.push(&mut q, space);
         q.push(")");
     }
+    let Listed { rows: t, id } = listed;
     // Flags as literals, not parameters: the partial index of the rare value is then
     // chosen whatever plan the statement is cached with.
     for (column, value) in [("premium", filter.premium), ("ban", filter.ban)] {
         if let Some(value) = value {
-            q.push(format_args!(" and {}c.{column}", if value { "" } else { "not " }));
+            q.push(format_args!(" and {}{t}.{column}", if value { "" } else { "not " }));
         }
     }
     if let Some(from) = filter.created_from {
-        q.push(" and c.created_at >= ").push_bind(from);
+        q.push(format_args!(" and {t}.created_at >= ")).push_bind(from);
     }
     if let Some(to) = filter.created_to {
-        q.push(" and c.created_at < ").push_bind(to);
+        q.push(format_args!(" and {t}.created_at < ")).push_bind(to);
     }
     // Strictly before `before` in (created_at, id) order; the first clause alone bounds
     // the index range.
-    q.push(" and c.created_at <= ")
+    q.push(format_args!(" and {t}.created_at <= "))
         .push_bind(before.created_at)
-        .push(" and (c.created_at < ")
+        .push(format_args!(" and ({t}.created_at < "))
         .push_bind(before.created_at)
-        .push(" or c.id < ")
+        .push(format_args!(" or {t}.{id} < "))
         .push_bind(before.id)
-        .push(") order by c.created_at desc, c.id desc limit ")
+        .push(format_args!(") order by {t}.created_at desc, {t}.{id} desc limit "))
         .push_bind(limit);
     q
 }

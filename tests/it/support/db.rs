@@ -245,7 +245,8 @@ impl TestDb {
 
 impl TestDb {
     /// Customers whose stored profile parts (credit balance, groups, active subscriptions)
-    /// disagree with the rows they are derived from, each described on one line.
+    /// disagree with the rows they are derived from, or whose memberships with the
+    /// customer's own row, each described on one line.
     pub async fn profile_list_drift(&self) -> Vec<String> {
         type Stored = (i64, i64, String, String);
         type PerCustomer<T> = Vec<(i64, T)>;
@@ -256,9 +257,14 @@ impl TestDb {
                       join customer_groups g on g.id = gm.group_id order by gm.customer_id, g.name";
         let subscriptions =
             "select customer_id, external_id from subscriptions where status = 'active' order by customer_id, id";
-        let (stored, sums, members, running): (
+        // A membership carries its customer's creation time and flags.
+        let unlike = "select m.customer_id, g.slug from customer_group_members m \
+                      join customer_groups g on g.id = m.group_id join customers c on c.id = m.customer_id \
+                      where m.created_at <> c.created_at or m.premium <> c.premium or m.ban <> c.ban";
+        let (stored, sums, members, running, unlike): (
             Vec<Stored>,
             PerCustomer<i64>,
+            PerCustomer<String>,
             PerCustomer<String>,
             PerCustomer<String>,
         ) = on_either!(self.connect().await, |c| (
@@ -266,6 +272,7 @@ impl TestDb {
             sqlx::query_as(ledger).fetch_all(&mut c).await.expect("ledger"),
             sqlx::query_as(groups).fetch_all(&mut c).await.expect("groups"),
             sqlx::query_as(subscriptions).fetch_all(&mut c).await.expect("subscriptions"),
+            sqlx::query_as(unlike).fetch_all(&mut c).await.expect("memberships"),
         ));
         let of = |rows: &[(i64, String)], id: i64| -> Vec<String> {
             rows.iter().filter(|(c, _)| *c == id).map(|(_, v)| v.clone()).collect()
@@ -274,7 +281,10 @@ impl TestDb {
             let list: Vec<serde_json::Value> = serde_json::from_str(json).expect("a stored list is a JSON array");
             list.iter().map(|v| v[key].as_str().expect("a stored list item has its key").to_owned()).collect()
         };
-        let mut drift = Vec::new();
+        let mut drift: Vec<String> = unlike
+            .iter()
+            .map(|(id, slug)| format!("customer {id}: membership of {slug} with other times or flags"))
+            .collect();
         for (id, balance, stored_groups, stored_subscriptions) in stored {
             let sum = sums.iter().find(|(c, _)| *c == id).map_or(0, |(_, s)| *s);
             if balance != sum {

@@ -136,11 +136,26 @@ static DELETE_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// New memberships, with their customer's creation time and flags as the batch left its
+/// row (written before them).
 static INSERT_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "insert into customer_group_members (space_id, customer_id, group_id) select $1, x.id, x.group_id from {} \
-         where true on conflict do nothing",
-        rows(2, MEMBER_FIELDS)
+        "insert into customer_group_members (space_id, customer_id, group_id, created_at, premium, ban) \
+         select $1, x.id, x.group_id, customers.created_at, customers.premium, customers.ban \
+         from {} cross join customers where {} on conflict do nothing",
+        rows(2, MEMBER_FIELDS),
+        dialect::CUSTOMER_OF_ROW
+    )
+});
+
+const FLAG_FIELDS: &[(&str, &str)] = &[("id", "bigint"), ("premium", "boolean"), ("ban", "boolean")];
+
+/// The memberships of customers whose flags the batch changed take the new flags.
+static FLAG_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "update customer_group_members set premium = x.premium, ban = x.ban from {} \
+         where customer_group_members.space_id = $1 and customer_group_members.customer_id = x.id",
+        rows(2, FLAG_FIELDS)
     )
 });
 
@@ -455,6 +470,12 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         group_id: i64,
     }
     #[derive(Serialize)]
+    struct Flags {
+        id: i64,
+        premium: bool,
+        ban: bool,
+    }
+    #[derive(Serialize)]
     struct Referral {
         id: i64,
         referrer_id: Option<i64>,
@@ -463,6 +484,7 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
     let mut ended = Vec::new();
     let mut memberships_ended = Vec::new();
     let mut memberships = Vec::new();
+    let mut flagged = Vec::new();
     let mut points_cleared = [Vec::new(), Vec::new()];
     let mut points = Vec::new();
     for (i, c) in state.customers.iter().enumerate() {
@@ -472,6 +494,9 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         }
         if c.end_sessions {
             ended.push(id);
+        }
+        if c.stored.as_ref().is_some_and(|(own, _)| (own.premium, own.ban) != (c.premium, c.ban)) {
+            flagged.push(Flags { id, premium: c.premium, ban: c.ban });
         }
         if let Some(slugs) = &c.groups {
             let ids = state.group_ids_of(slugs)?;
@@ -500,6 +525,9 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         bind_rows(sqlx::query(&DELETE_MEMBERSHIPS).bind(space.0), &memberships_ended, MEMBER_FIELDS)?
             .execute(&mut **tx)
             .await?;
+    }
+    if !flagged.is_empty() {
+        bind_rows(sqlx::query(&FLAG_MEMBERSHIPS).bind(space.0), &flagged, FLAG_FIELDS)?.execute(&mut **tx).await?;
     }
     if !memberships.is_empty() {
         bind_rows(sqlx::query(&INSERT_MEMBERSHIPS).bind(space.0), &memberships, MEMBER_FIELDS)?
