@@ -107,7 +107,7 @@ m(space_id, customer_id, group_id) as (
     union all
     select :space, :base + i - :lo, (select id from bench_group where k = (i / 5 + 1) % 6) from g where i % 25 = 1)
 select m.space_id, m.customer_id, m.group_id, c.created_at, c.premium, c.ban
-from m join customers c on c.id = m.customer_id;
+from m cross join customers c where c.id = m.customer_id;
 
 insert into subscriptions (space_id, customer_id, external_id, product_slug, product_code, order_number,
     order_hash, auto_renew, status, valid_until, created_at, updated_at)
@@ -128,18 +128,22 @@ from g where i % 20 = 13;
 
 -- The profile's stored parts (migrations/sqlite/0005_profile_lists.sql), as the server
 -- keeps them on every write.
-update customers set credit_balance = (select sum(amount) from credit_ledger l where l.customer_id = customers.id)
-where id in (select customer_id from credit_ledger where customer_id between :base and :base + :hi - :lo);
+update customers set credit_balance = (select sum(amount) from credit_ledger l
+    where l.space_id = :space and l.customer_id = customers.id)
+where id in (select customer_id from credit_ledger
+             where space_id = :space and customer_id between :base and :base + :hi - :lo);
 update customers set profile_groups = (select json_group_array(json_object('name', g.name, 'slug', g.slug)) from
     (select g.name, g.slug from customer_group_members gm join customer_groups g on g.id = gm.group_id
-     where gm.customer_id = customers.id order by g.name) g)
-where id in (select customer_id from customer_group_members where customer_id between :base and :base + :hi - :lo);
+     where gm.space_id = :space and gm.customer_id = customers.id order by g.name) g)
+where id in (select customer_id from customer_group_members
+             where space_id = :space and customer_id between :base and :base + :hi - :lo);
 update customers set profile_subscriptions = (select json_group_array(json_object('external_id', s.external_id,
     'product_slug', s.product_slug, 'product_code', s.product_code, 'order_number', s.order_number,
     'order_hash', s.order_hash, 'auto_renew', json(case when s.auto_renew then 'true' else 'false' end),
     'valid_until', s.valid_until)) from
-    (select * from subscriptions s where s.customer_id = customers.id and s.status = 'active' order by s.id) s)
-where id in (select customer_id from subscriptions where status = 'active'
+    (select * from subscriptions s where s.space_id = :space and s.customer_id = customers.id and s.status = 'active'
+     order by s.id) s)
+where id in (select customer_id from subscriptions where space_id = :space and status = 'active'
              and customer_id between :base and :base + :hi - :lo);
 
 insert into customer_matches (space_id, manager_id, customer_id, notice, created_at, updated_at)
