@@ -6,6 +6,6 @@
 \set ctr :ctr + 1
 \set first :base + (:client_id * 1000000 + :ctr) * :batch
 begin;
-with c as (insert into customers (space_id, cu_ref_no, email, email_canonical, email_rules_version, phone, first_name, last_name, premium, ban, meta, profile_groups, profile_subscriptions, registration_ip, last_ip, created_at, updated_at) select :space, (:first::bigint + i)::text, 'ref' || (:first::bigint + i) || '@example.com', 'ref' || (:first::bigint + i) || '@example.com', 1, '+4207' || (:first::bigint + i) % 100000000, 'Name' || i, 'Surname', false, false, jsonb_build_object('source', 'bench', 'n', i), '[{"name": "Import test", "slug": "import-test"}]', '[]', null, null, now(), now() from generate_series(0, :batch - 1) i returning id)
-insert into customer_group_members (space_id, customer_id, group_id) select :space, id, :group from c;
+with c as (insert into customers (space_id, cu_ref_no, email, email_canonical, email_rules_version, phone, first_name, last_name, premium, ban, meta, profile_groups, profile_subscriptions, registration_ip, last_ip, created_at, updated_at) select :space, (:first::bigint + i)::text, 'ref' || (:first::bigint + i) || '@example.com', 'ref' || (:first::bigint + i) || '@example.com', 1, '+4207' || (:first::bigint + i) % 100000000, 'Name' || i, 'Surname', false, false, jsonb_build_object('source', 'bench', 'n', i), '[{"name": "Import test", "slug": "import-test"}]', '[]', null, null, now(), now() from generate_series(0, :batch - 1) i returning id, created_at, premium, ban)
+insert into customer_group_members (space_id, customer_id, group_id, created_at, premium, ban) select :space, id, :group, created_at, premium, ban from c;
 commit;
