@@ -261,13 +261,10 @@ impl TestDb {
         let unlike = "select m.customer_id, g.slug from customer_group_members m \
                       join customer_groups g on g.id = m.group_id join customers c on c.id = m.customer_id \
                       where m.created_at <> c.created_at or m.premium <> c.premium or m.ban <> c.ban";
-        let (stored, sums, members, running, unlike): (
-            Vec<Stored>,
-            PerCustomer<i64>,
-            PerCustomer<String>,
-            PerCustomer<String>,
-            PerCustomer<String>,
-        ) = on_either!(self.connect().await, |c| (
+        /// The customers, the ledger's sums, the memberships, the active subscriptions, and
+        /// the memberships unlike their customer.
+        type Read = (Vec<Stored>, PerCustomer<i64>, PerCustomer<String>, PerCustomer<String>, PerCustomer<String>);
+        let (stored, sums, members, running, unlike): Read = on_either!(self.connect().await, |c| (
             sqlx::query_as(customers).fetch_all(&mut c).await.expect("customers"),
             sqlx::query_as(ledger).fetch_all(&mut c).await.expect("ledger"),
             sqlx::query_as(groups).fetch_all(&mut c).await.expect("groups"),
