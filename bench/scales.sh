@@ -10,6 +10,7 @@
 # (and PORT+1), PG_URL, PG_DB (bizkit_scales; _small and _large are dropped and recreated).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/server.sh
 
 BACKENDS=${BACKENDS:-sqlite postgres}
 SMALL=${SMALL:-10000}
@@ -52,15 +53,9 @@ trap 'exit 130' INT TERM
 serve() {
   RATE_LIMIT_PROD_PER_HOUR=4000000000 RATE_LIMIT_PROD_BURST=4000000000 BIND=127.0.0.1:$3 RUST_LOG=warn \
     DATABASE_URL=$2 "$BIN" serve --demo >"$tmp/$1.out" 2>"$tmp/$1.err" &
-  pids[$1]=$!
-  for _ in $(seq 1 300); do
-    curl -fs "http://127.0.0.1:$3/readyz" >/dev/null && return 0
-    kill -0 "${pids[$1]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "the server of the $1 store did not start:" >&2
-  cat "$tmp/$1.err" >&2
-  exit 1
+  pid=$!
+  pids[$1]=$pid
+  await_ready "http://127.0.0.1:$3" "$tmp/$1.err"
 }
 
 # load URL N: customers 1..N into the demo live space of the store at URL (served already).

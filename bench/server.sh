@@ -1,8 +1,9 @@
 # Sourced by the bench scripts: the server they start in the background, its process id in
 # $pid and its standard error in $tmp/server.err.
 
-# await_ready BASE: returns once BASE/readyz answers; if the server exits first, or does
-# not answer within 30 s, prints what it logged and exits.
+# await_ready BASE [LOG]: returns once BASE/readyz answers; if the server ($pid) exits
+# first, or does not answer within 30 s, prints what it logged (LOG, by default
+# $tmp/server.err) and exits.
 await_ready() {
   for _ in $(seq 1 300); do
     curl -fs "$1/readyz" >/dev/null && return 0
@@ -10,7 +11,7 @@ await_ready() {
     sleep 0.1
   done
   echo "the server did not start:" >&2
-  cat "$tmp/server.err" >&2
+  cat "${2:-$tmp/server.err}" >&2
   exit 1
 }
 
