@@ -91,16 +91,6 @@ impl Hits<'_> {
     }
 }
 
-/// The rows a list is ordered and filtered by, and their customer id column.
-struct Listed {
-    rows: &'static str,
-    id: &'static str,
-}
-
-impl Listed {
-    const CUSTOMERS: Listed = Listed { rows: "c", id: "id" };
-}
-
 /// The list's statement for `filter`, from `before`; prefixed with `explain`, the
 /// statement that shows its plan.
 ///
@@ -137,19 +127,19 @@ fn list_query(
     }
     let mut q = QueryBuilder::new(format!("{explain}select {PROFILE_COLUMNS}, c.id, c.created_at, c.updated_at from "));
     let mut rest = hits.iter();
-    // The rows the list's order, flags and times are read from: the customers', or a
-    // group's memberships, which carry them.
-    let listed = match rest.next() {
-        Some(&Hits::Group(id)) => {
+    // The rows the list's order, flags and times are read from (`t`: the customers', or a
+    // group's memberships, which carry them) and their customer id column.
+    let (t, id) = match rest.next() {
+        Some(&Hits::Group(group)) => {
             // A group drives alone (it is the last filter to be one): its members are
             // walked newest first in their own index, flags included, and only the page's
             // customers are read.
             q.push(format_args!("customer_group_members m cross join customers c {REFERRER_JOIN} where m.space_id = "))
                 .push_bind(space.0)
-                .push(format_args!(" and m.group_id = {id} and c.space_id = "))
+                .push(format_args!(" and m.group_id = {group} and c.space_id = "))
                 .push_bind(space.0)
                 .push(" and c.id = m.customer_id");
-            Listed { rows: "m", id: "customer_id" }
+            ("m", "customer_id")
         }
         Some(driver) => {
             q.push("(");
@@ -157,11 +147,11 @@ fn list_query(
             q.push(format_args!(") h cross join customers c {REFERRER_JOIN} where c.space_id = "))
                 .push_bind(space.0)
                 .push(" and c.id = h.id");
-            Listed::CUSTOMERS
+            ("c", "id")
         }
         None => {
             q.push(format_args!("customers c {REFERRER_JOIN} where c.space_id = ")).push_bind(space.0);
-            Listed::CUSTOMERS
+            ("c", "id")
         }
     };
     q.push(" and c.erased_at is null");
@@ -170,7 +160,6 @@ fn list_query(
         more.push(&mut q, space);
         q.push(")");
     }
-    let Listed { rows: t, id } = listed;
     // Flags as literals, not parameters: the partial index of the rare value is then
     // chosen whatever plan the statement is cached with.
     for (column, value) in [("premium", filter.premium), ("ban", filter.ban)] {
