@@ -243,26 +243,9 @@ measure() {
   record "search (group, premium)" "$c"
 }
 
-load() {
-  case $backend in
-    sqlite) python3 bench/bench_data.py sqlite "$db_file" "$space" "$1" "$2" "$SESSIONS" ;;
-    postgres)
-      psql "$PG_URL/$PG_DB" -qAt -v space="$space" -v lo="$1" -v hi="$2" -v sessions="$SESSIONS" \
-        -f bench/load.sql >/dev/null
-      ;;
-  esac
-}
+load() { load_customers "$store" "$space" "$1" "$2" "$SESSIONS"; }
 
-sql() {
-  case $backend in
-    sqlite)
-      python3 -c 'import sqlite3, sys
-con = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
-print((con.execute(sys.argv[2]).fetchone() or [""])[0])' "$db_file" "$1"
-      ;;
-    postgres) psql "$PG_URL/$PG_DB" -qAt -c "$1" ;;
-  esac
-}
+sql() { store_sql "$store" "$1"; }
 
 # Other work on the machine skews every number: its load average is printed at both ends.
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -270,19 +253,20 @@ echo "bizkit-mirror compare: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, du
 for backend in $BACKENDS; do
   case $backend in
     sqlite)
-      db_file=$tmp/bench.db
-      start_server "sqlite:$db_file"
+      store=sqlite:$tmp/bench.db
+      start_server "$store"
       ;;
     postgres)
       PGOPTIONS="-c client_min_messages=warning" psql "$PG_URL/postgres" -qAt -c "drop database if exists $PG_DB with (force)" \
         -c "create database $PG_DB" >/dev/null
       pg_created=1
-      start_server "$PG_URL/$PG_DB"
+      store=$PG_URL/$PG_DB
+      start_server "$store"
       ;;
     *) echo "unknown backend $backend" >&2; exit 1 ;;
   esac
   target=$base
-  space=$(sql "select s.id from spaces s join organisations o on o.id = s.organisation_id where o.slug = 'demo' and s.mode = 'live'")
+  space=$(demo_space "$store")
   echo
   echo "== $backend (demo live space $space)"
   loaded=0

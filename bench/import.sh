@@ -16,6 +16,7 @@
 # tells how fast items were written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/server.sh
 COUNT=${COUNT:-100000}
 EVERY=${EVERY:-100000}
 PAD=${PAD:-0}   # bytes of padding in each contact's meta, for a larger body
@@ -76,8 +77,7 @@ LAST_NAME=Renamed http "HTTP import (unchanged)"
 # contacts in batches of 500 (bench/pgbench/import_rows.sql): the ceiling an import's rate
 # is a share of.
 if [[ $DATABASE_URL == postgres* ]] && command -v pgbench >/dev/null; then
-  space=$(psql "$DATABASE_URL" -qAt -c "select s.id from spaces s join organisations o on o.id = s.organisation_id \
-    where o.slug = 'demo' and s.mode = 'live'")
+  space=$(demo_space "$DATABASE_URL")
   group=$(psql "$DATABASE_URL" -qAt -c "select id from customer_groups where space_id = $space and slug = 'import-test'")
   tps=$(pgbench -n -M prepared -c1 -t $(((COUNT + 499) / 500)) -D space="$space" -D group="$group" -D batch=500 \
     -D base=3000000000000000 -D ctr=0 -f bench/pgbench/import_rows.sql "$DATABASE_URL" 2>&1 |

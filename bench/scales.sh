@@ -58,23 +58,6 @@ serve() {
   await_ready "http://127.0.0.1:$3" "$tmp/$1.err"
 }
 
-# load URL N: customers 1..N into the demo live space of the store at URL (served already).
-load() {
-  local space
-  case $1 in
-    sqlite:*)
-      space=$(python3 -c 'import sqlite3, sys
-print(sqlite3.connect(sys.argv[1]).execute("select s.id from spaces s join organisations o on o.id = s.organisation_id where o.slug = '"'demo'"' and s.mode = '"'live'"'").fetchone()[0])' "${1#sqlite:}")
-      python3 bench/bench_data.py sqlite "${1#sqlite:}" "$space" 1 "$2" "$SESSIONS"
-      ;;
-    *)
-      space=$(psql "$1" -qAt -c "select s.id from spaces s join organisations o on o.id = s.organisation_id \
-        where o.slug = 'demo' and s.mode = 'live'")
-      psql "$1" -qAt -v space="$space" -v lo=1 -v hi="$2" -v sessions="$SESSIONS" -f bench/load.sql >/dev/null
-      ;;
-  esac
-}
-
 # wrk on detail (random loaded customers with their sessions) of the server at PORT; sets rps p99.
 detail() {
   local out
@@ -102,7 +85,7 @@ for backend in $BACKENDS; do
     esac
     serve "$size" "${url[$size]}" "${port[$size]}"
     t0=$SECONDS
-    load "${url[$size]}" "${count[$size]}"
+    load_customers "${url[$size]}" "$(demo_space "${url[$size]}")" 1 "${count[$size]}" "$SESSIONS"
     python3 bench/bench_data.py samples "$tmp/data-$size" "${count[$size]}" "$SESSIONS"
     echo "== $backend: $size store, ${count[$size]} customers loaded in $((SECONDS - t0)) s"
   done
