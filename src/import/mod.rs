@@ -83,9 +83,9 @@ pub struct Importer {
     store: DynStore,
     space: SpaceId,
     settings: ContactSettings,
-    rx: Option<Receiver<Message>>,
-    /// The next message, taken from the reader and prepared while the batch before it was
-    /// written.
+    /// The reader's messages, their items already prepared on its thread.
+    rx: Option<Receiver<Prepared>>,
+    /// The next message, taken from the reader while the batch before it was written.
     ahead: Option<Prepared>,
     /// The next batch, begun while the one before it was written.
     begun: Option<Begun>,
@@ -106,31 +106,23 @@ struct Begun {
 }
 
 /// A message of the reader with its items prepared.
-enum Prepared {
-    Batch(Vec<PreparedItem>),
-    End(End),
-}
+type Prepared = Message<Vec<PreparedItem>>;
 
-/// Validates and normalises the items of `message`: pure work, which may run on another
-/// thread while the batch before it is written.
-fn prepare(message: Message, region: Region) -> Prepared {
-    match message {
-        Message::Batch(items) => Prepared::Batch(
-            items
-                .into_iter()
-                .map(|item| {
-                    let write = item
-                        .value
-                        .map_err(malformed)
-                        .and_then(ContactBody::from_json)
-                        .and_then(|body| body.into_write(region))
-                        .map_err(ContactError::Input);
-                    (item.index, write)
-                })
-                .collect(),
-        ),
-        Message::End(end) => Prepared::End(end),
-    }
+/// Validates and normalises `items`: pure work, done on the reader's thread, so that a
+/// batch is ready to be written by the time the one before it is.
+fn prepare(items: Vec<reader::Item>, region: Region) -> Vec<PreparedItem> {
+    items
+        .into_iter()
+        .map(|item| {
+            let write = item
+                .value
+                .map_err(malformed)
+                .and_then(ContactBody::from_json)
+                .and_then(|body| body.into_write(region))
+                .map_err(ContactError::Input);
+            (item.index, write)
+        })
+        .collect()
 }
 
 impl Importer {
@@ -144,7 +136,9 @@ impl Importer {
     ) -> Self {
         let read = Arc::new(AtomicU64::new(0));
         let input = CountingReader::new(input, read.clone()).with_limit(settings.import_limits.max_bytes);
-        let rx = reader::spawn_reader(input, settings.import_batch, READ_AHEAD);
+        let region = settings.phone_region;
+        let rx =
+            reader::spawn_reader_with(input, settings.import_batch, READ_AHEAD, move |items| prepare(items, region));
         Importer {
             store,
             space,
@@ -171,17 +165,14 @@ impl Importer {
         }
         let prepared = match self.ahead.take() {
             Some(prepared) => Some(prepared),
-            None => {
-                let message = self.rx.as_mut()?.recv().await;
-                message.map(|m| prepare(m, self.settings.phone_region))
-            }
+            None => self.rx.as_mut()?.recv().await,
         };
         match prepared {
-            Some(Prepared::Batch(items)) => {
+            Some(Message::Batch(items)) => {
                 let begun = self.begin(items);
                 Some(self.finish(begun).await)
             }
-            Some(Prepared::End(end)) => {
+            Some(Message::End(end)) => {
                 let limit = self.settings.import_limits.max_bytes;
                 match end {
                     End::Complete => self.summary.complete = true,
@@ -259,38 +250,27 @@ impl Importer {
     }
 
     /// Waits for the batch `begun` to be written and committed, and gives its results.
-    /// Meanwhile the next batch, if the reader has it ready, is prepared on the blocking
-    /// pool, and begun beside this one when the limits take it whole and its items name
+    /// Meanwhile the next batch, if the reader has it ready, is begun beside this one when the limits take it whole and its items name
     /// none of the keys of this batch's rows (`BatchKeys`): two transactions, and the
     /// database's work on each, overlap. It commits once this one has.
     async fn finish(&mut self, mut begun: Begun) -> Vec<ItemResult> {
         // Every batch before this one is committed: it may commit as soon as it is written.
         begun.ticket.commit_when_written();
-        let region = self.settings.phone_region;
-        let ahead = self
-            .rx
-            .as_mut()
-            .and_then(|rx| rx.try_recv().ok())
-            .map(|message| tokio::task::spawn_blocking(move || prepare(message, region)));
-        if let Some(handle) = ahead {
-            match handle.await {
-                Ok(Prepared::Batch(items)) if self.admits_all(&items, &begun) => {
-                    let independent = match begun.ticket.keys().await {
-                        Some(keys) => {
-                            BatchKeys::of(items.iter().filter_map(|(_, w)| w.as_ref().ok())).is_disjoint(keys)
-                        }
-                        None => false,
-                    };
-                    if independent {
-                        self.begun = Some(self.begin(items));
-                        self.begun_beside += 1;
-                    } else {
-                        self.ahead = Some(Prepared::Batch(items));
-                    }
+        match self.rx.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            Some(Message::Batch(items)) if self.admits_all(&items, &begun) => {
+                let independent = match begun.ticket.keys().await {
+                    Some(keys) => BatchKeys::of(items.iter().filter_map(|(_, w)| w.as_ref().ok())).is_disjoint(keys),
+                    None => false,
+                };
+                if independent {
+                    self.begun = Some(self.begin(items));
+                    self.begun_beside += 1;
+                } else {
+                    self.ahead = Some(Message::Batch(items));
                 }
-                Ok(prepared) => self.ahead = Some(prepared),
-                Err(e) => self.stop(Stop::Internal(format!("preparing the next batch failed: {e}"))),
             }
+            Some(prepared) => self.ahead = Some(prepared),
+            None => {}
         }
         let Begun { mut results, ticket } = begun;
         let written = self.store.finish_import(self.space, ticket).await;

@@ -59,9 +59,11 @@ pub enum End {
     Failed(String),
 }
 
+/// What the reader sends: batches of items (or what `spawn_reader_with` made of each),
+/// then how the input ended.
 #[derive(Debug)]
-pub enum Message {
-    Batch(Vec<Item>),
+pub enum Message<B = Vec<Item>> {
+    Batch(B),
     End(End),
 }
 
@@ -92,9 +94,20 @@ pub fn sniff<R: BufRead>(reader: &mut R) -> io::Result<Format> {
 /// If the receiver is dropped, the reader stops promptly. Must be called within a tokio runtime.
 /// A UTF-8 byte order mark at the start is skipped, as some editors write one.
 pub fn spawn_reader<R: Read + Send + 'static>(reader: R, batch: usize, depth: usize) -> mpsc::Receiver<Message> {
+    spawn_reader_with(reader, batch, depth, |items| items)
+}
+
+/// `spawn_reader`, sending what `prepare` makes of each batch, made on the reader's thread:
+/// the consumer finds the next batch ready, not waiting to be prepared.
+pub fn spawn_reader_with<R, B, F>(reader: R, batch: usize, depth: usize, prepare: F) -> mpsc::Receiver<Message<B>>
+where
+    R: Read + Send + 'static,
+    B: Send + 'static,
+    F: FnMut(Vec<Item>) -> B + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(depth.max(1));
     tokio::task::spawn_blocking(move || {
-        let mut sink = Sink { tx, batch: Vec::new(), size: batch.max(1) };
+        let mut sink = Sink { tx, prepare, batch: Vec::new(), size: batch.max(1) };
         let mut input = BufReader::with_capacity(READ_BUFFER, reader);
         match read_all(&mut input, &mut sink) {
             Ok(end) => sink.finish(end),
@@ -150,13 +163,14 @@ impl<R: Read> Read for CountingReader<R> {
 /// The receiver is gone: nobody wants the rest.
 struct Stopped;
 
-struct Sink {
-    tx: mpsc::Sender<Message>,
+struct Sink<B, F> {
+    tx: mpsc::Sender<Message<B>>,
+    prepare: F,
     batch: Vec<Item>,
     size: usize,
 }
 
-impl Sink {
+impl<B, F: FnMut(Vec<Item>) -> B> Sink<B, F> {
     fn push(&mut self, item: Item) -> Result<(), Stopped> {
         self.batch.push(item);
         if self.batch.len() >= self.size {
@@ -171,7 +185,7 @@ impl Sink {
         }
         // A caller's huge batch size should not become one huge allocation up front.
         let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.size.min(1024)));
-        self.tx.blocking_send(Message::Batch(full)).map_err(|_| Stopped)
+        self.tx.blocking_send(Message::Batch((self.prepare)(full))).map_err(|_| Stopped)
     }
 
     /// Checked where no item is sent for a while (blank lines, skipping a long line), so a
@@ -191,7 +205,10 @@ impl Sink {
     }
 }
 
-fn read_all<R: Read>(reader: &mut BufReader<R>, sink: &mut Sink) -> Result<End, Stopped> {
+fn read_all<R: Read, B, F: FnMut(Vec<Item>) -> B>(
+    reader: &mut BufReader<R>,
+    sink: &mut Sink<B, F>,
+) -> Result<End, Stopped> {
     let start = loop {
         match reader.fill_buf() {
             Ok(buf) => break if buf.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 },
@@ -216,7 +233,11 @@ enum Line {
     TooLong,
 }
 
-fn read_ndjson<R: BufRead>(reader: &mut R, sink: &mut Sink, mut pos: u64) -> Result<End, Stopped> {
+fn read_ndjson<R: BufRead, B, F: FnMut(Vec<Item>) -> B>(
+    reader: &mut R,
+    sink: &mut Sink<B, F>,
+    mut pos: u64,
+) -> Result<End, Stopped> {
     let mut line = Vec::new();
     let mut index = 0;
     let mut line_no = 0;
@@ -237,7 +258,12 @@ fn read_ndjson<R: BufRead>(reader: &mut R, sink: &mut Sink, mut pos: u64) -> Res
 
 /// Reads one line into `line` without its `\n` or `\r\n`, never holding more than
 /// `MAX_ITEM_BYTES` + 2 bytes of it: a longer line is read past, not kept.
-fn read_line<R: BufRead>(reader: &mut R, line: &mut Vec<u8>, pos: &mut u64, sink: &Sink) -> io::Result<Line> {
+fn read_line<R: BufRead, B, F: FnMut(Vec<Item>) -> B>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    pos: &mut u64,
+    sink: &Sink<B, F>,
+) -> io::Result<Line> {
     const LIMIT: usize = MAX_ITEM_BYTES + 2;
     line.clear();
     // `read_until` finds the newline with std's optimised search; `take` bounds what it keeps.
@@ -262,7 +288,11 @@ fn read_line<R: BufRead>(reader: &mut R, line: &mut Vec<u8>, pos: &mut u64, sink
 }
 
 /// Discards up to and including the next `\n`, one buffer at a time.
-fn skip_line<R: BufRead>(reader: &mut R, pos: &mut u64, sink: &Sink) -> io::Result<()> {
+fn skip_line<R: BufRead, B, F: FnMut(Vec<Item>) -> B>(
+    reader: &mut R,
+    pos: &mut u64,
+    sink: &Sink<B, F>,
+) -> io::Result<()> {
     while sink.check().is_ok() {
         let buf = match reader.fill_buf() {
             Ok(buf) => buf,
@@ -325,7 +355,11 @@ impl<R: Read> Read for Tracked<'_, R> {
     }
 }
 
-fn read_array<R: BufRead>(reader: &mut R, sink: &mut Sink, start: u64) -> Result<End, Stopped> {
+fn read_array<R: BufRead, B, F: FnMut(Vec<Item>) -> B>(
+    reader: &mut R,
+    sink: &mut Sink<B, F>,
+    start: u64,
+) -> Result<End, Stopped> {
     let position = Position::default();
     position.read.set(start);
     let mut de = serde_json::Deserializer::from_reader(Tracked { inner: reader, position: &position });
@@ -346,13 +380,13 @@ fn read_array<R: BufRead>(reader: &mut R, sink: &mut Sink, start: u64) -> Result
     }
 }
 
-struct Elements<'a> {
-    sink: &'a mut Sink,
+struct Elements<'a, B, F> {
+    sink: &'a mut Sink<B, F>,
     position: &'a Position,
     next: &'a mut u64,
 }
 
-impl<'de> Visitor<'de> for Elements<'_> {
+impl<'de, B, F: FnMut(Vec<Item>) -> B> Visitor<'de> for Elements<'_, B, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
