@@ -136,17 +136,22 @@ static DELETE_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// New memberships, with their customer's creation time and flags as the batch left its
-/// row (written before them).
+/// New memberships, with their customer's creation time and flags as the batch leaves its
+/// row: a customer the batch creates was created at `$2`, and only an existing one's row
+/// is read for it.
 static INSERT_MEMBERSHIPS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into customer_group_members (space_id, customer_id, group_id, created_at, premium, ban) \
-         select $1, x.id, x.group_id, customers.created_at, customers.premium, customers.ban \
-         from {} cross join customers where {} on conflict do nothing",
-        rows(2, MEMBER_FIELDS),
-        dialect::CUSTOMER_OF_ROW
+         select $1, x.id, x.group_id, \
+         case when x.new then $2 else (select customers.created_at from customers where {}) end, x.premium, x.ban \
+         from {} where true on conflict do nothing",
+        dialect::CUSTOMER_OF_ROW,
+        rows(3, NEW_MEMBER_FIELDS)
     )
 });
+
+const NEW_MEMBER_FIELDS: &[(&str, &str)] =
+    &[("id", "bigint"), ("group_id", "bigint"), ("new", "boolean"), ("premium", "boolean"), ("ban", "boolean")];
 
 const FLAG_FIELDS: &[(&str, &str)] = &[("id", "bigint"), ("premium", "boolean"), ("ban", "boolean")];
 
@@ -470,6 +475,14 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         group_id: i64,
     }
     #[derive(Serialize)]
+    struct NewMember {
+        id: i64,
+        group_id: i64,
+        new: bool,
+        premium: bool,
+        ban: bool,
+    }
+    #[derive(Serialize)]
     struct Flags {
         id: i64,
         premium: bool,
@@ -503,7 +516,8 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
             let ended = c.stored_groups.iter().filter(|g| !ids.contains(g));
             memberships_ended.extend(ended.map(|&group_id| Member { id, group_id }));
             let added = ids.iter().filter(|g| !c.stored_groups.contains(g));
-            memberships.extend(added.map(|&group_id| Member { id, group_id }));
+            let (new, premium, ban) = (c.new, c.premium, c.ban);
+            memberships.extend(added.map(|&group_id| NewMember { id, group_id, new, premium, ban }));
         }
         for (k, (changed, kind, values)) in
             [(c.emails_changed, "email", &c.alternate_emails), (c.phones_changed, "phone", &c.alternate_phones)]
@@ -530,7 +544,7 @@ pub(super) async fn write(tx: &mut Tx, space: SpaceId, state: &mut State, now: D
         bind_rows(sqlx::query(&FLAG_MEMBERSHIPS).bind(space.0), &flagged, FLAG_FIELDS)?.execute(&mut **tx).await?;
     }
     if !memberships.is_empty() {
-        bind_rows(sqlx::query(&INSERT_MEMBERSHIPS).bind(space.0), &memberships, MEMBER_FIELDS)?
+        bind_rows(sqlx::query(&INSERT_MEMBERSHIPS).bind(space.0).bind(now), &memberships, NEW_MEMBER_FIELDS)?
             .execute(&mut **tx)
             .await?;
     }
