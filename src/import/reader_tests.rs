@@ -358,3 +358,25 @@ async fn stays_flat(megabytes: u64) {
         assert!(after - before < 40 * 1024, "peak memory grew by {} KiB", after - before);
     }
 }
+
+#[tokio::test]
+async fn prepared_batches_arrive_in_order_on_the_readers_thread() {
+    let input = "{\"n\":0}\n{\"n\":1}\n[\n{\"n\":3}\n{\"n\":4}\n";
+    let reader_thread = std::thread::current().id();
+    let mut rx = spawn_reader_with(Cursor::new(input.as_bytes().to_vec()), 2, 1, move |items: Vec<Item>| {
+        let elsewhere = std::thread::current().id() != reader_thread;
+        (elsewhere, items.iter().map(|i| (i.index, i.value.is_ok())).collect::<Vec<_>>())
+    });
+    let mut batches = Vec::new();
+    let end = loop {
+        match rx.recv().await.expect("the reader ends with End") {
+            Message::Batch((elsewhere, batch)) => {
+                assert!(elsewhere, "prepared off the caller's thread");
+                batches.push(batch);
+            }
+            Message::End(end) => break end,
+        }
+    };
+    assert_eq!(end, End::Complete);
+    assert_eq!(batches, vec![vec![(0, true), (1, true)], vec![(2, false), (3, true)], vec![(4, true)]]);
+}
